@@ -185,8 +185,11 @@ class Cascade:
     name
         A label for the weights (``"hsa"``, ``"untrained"``, a file name …).
     bf16
-        Run the networks under bfloat16 autocast (useful on GPUs; on CPUs
-        without bf16 units it is usually slower).
+        Shortcut for ``precision="bf16"``.
+    precision
+        ``"fp32"`` (default) or ``"bf16"``: bfloat16 autocast, for GPUs and
+        CPUs with bf16 units (elsewhere it is slower). ``bench/scan_throughput.py``
+        checks it against fp32 on every score and profile value.
     batch_size
         Windows per forward pass.
 
@@ -208,6 +211,7 @@ class Cascade:
         name: str = "custom",
         bf16: bool = False,
         batch_size: int = 512,
+        precision: str = "fp32",
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.structure = structure.to(self.device).eval()
@@ -215,7 +219,12 @@ class Cascade:
         self.classifier = classifier.to(self.device).eval()
         self.untrained = tuple(s for s in STAGE_NAMES if s in set(untrained))
         self.name = name
-        self.bf16 = bf16
+        if bf16:
+            precision = "bf16"
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+        self.precision = precision
+        self.bf16 = precision == "bf16"
         self.batch_size = int(batch_size)
         self._pe_full = torch.from_numpy(encoding.structure_pe(np.array([encoding.WINDOW])))
 
@@ -303,6 +312,8 @@ class Cascade:
         """One-line summary, saying loudly when stages are untrained."""
         parts = [f"miRe2e cascade '{self.name}' on {self.device}"]
         parts.append(f"classifier layout '{self.classifier.layout}'")
+        if self.precision != "fp32":
+            parts.append(f"precision {self.precision}")
         if self.untrained:
             parts.append("UNTRAINED stages: " + ", ".join(self.untrained) + " (scores are not predictions)")
         n = sum(n_parameters(m) for m in (self.structure, self.mfe, self.classifier))

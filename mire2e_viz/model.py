@@ -236,3 +236,4 @@ def build(stage: str, layout: Layout = "fixed") -> nn.Module:
 def n_parameters(module: nn.Module) -> int:
     """Number of parameters (buffers excluded), as the reference counts them."""
     return sum(p.numel() for p in module.parameters())
+
