@@ -49,6 +49,7 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/scan_throughput.py
+	$(PY) bench/widget_latency.py
 
 model-card: $(STAMP)
 	$(PY) scripts/make_model_card.py
