@@ -75,7 +75,7 @@ def child(kind: str, fasta: str, threads: int, step: int, out: str, batch: int, 
         from mire2e_viz.cascade import Cascade
         from mire2e_viz.scan import scan
 
-        cascade = Cascade.untrained_model(seed=0, layout="fixed", device="cpu", batch_size=batch, precision=precision)
+        cascade = Cascade.untrained_model(seed=0, layout="fixed", device="cpu", batch_size=batch or None, precision=precision)
         t0 = time.perf_counter()
         df = scan(fasta, cascade=cascade, step=step, progress=False)
         n_windows = len(df)
@@ -95,7 +95,7 @@ def child(kind: str, fasta: str, threads: int, step: int, out: str, batch: int, 
                                      "windows_per_s": n_windows / dt, "peak_rss_mb": rss_mb}))
 
 
-def run_child(kind: str, fasta: Path, threads: int, step: int, batch: int = 512, precision: str = "fp32") -> dict:
+def run_child(kind: str, fasta: Path, threads: int, step: int, batch: int = 0, precision: str = "fp32") -> dict:
     out = tempfile.mktemp(prefix=f"bench_{kind}_")
     cmd = [sys.executable, __file__, "--child", kind, "--fasta", str(fasta), "--threads", str(threads),
            "--step", str(step), "--out", out, "--batch", str(batch), "--precision", precision]
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--large-step", type=int, default=None,
                     help="step for sizes above --reference-max (default: --step); a larger step keeps a 1 Mb run short "
                          "on a 2-core machine while still streaming the whole sequence")
-    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=0, help="windows per forward pass (default: the Cascade's own)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--bf16-sample", type=int, default=5000, help="size of the bf16 agreement check (0: skip)")
     ap.add_argument("--child", help=argparse.SUPPRESS)

@@ -210,7 +210,7 @@ class Cascade:
         untrained: Sequence[str] = (),
         name: str = "custom",
         bf16: bool = False,
-        batch_size: int = 512,
+        batch_size: int | None = None,
         precision: str = "fp32",
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
@@ -225,7 +225,7 @@ class Cascade:
             raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
         self.precision = precision
         self.bf16 = precision == "bf16"
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or (64 if self.device.type == "cpu" else 1024))
         self._pe_full = torch.from_numpy(encoding.structure_pe(np.array([encoding.WINDOW])))
 
     # ------------------------------------------------------------------ constructors

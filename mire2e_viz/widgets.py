@@ -2,7 +2,8 @@
 
 * :class:`LocusExplorer` scans a locus once, draws its score track with the
   annotation, and lets you pick any 100-nt window (slider, ◀ ▶ buttons, a
-  candidate row) to see every stage of the cascade next to RNAfold.
+  click on the track, a candidate row) to see every stage of the cascade next
+  to RNAfold.
 * :class:`SequencePlayground` is in-silico mutagenesis for teaching: edit a
   sequence or mutate one position and watch the profile, the MFE, the score
   and the hairpin change; a saliency strip gives the score change of every
@@ -10,7 +11,10 @@
 
 Both work in JupyterLab, Notebook 7 and Voila. Figures are rendered with
 Matplotlib's Agg backend into :class:`ipywidgets.Image` widgets (PNG bytes),
-so nothing depends on an interactive Matplotlib backend.
+so nothing depends on an interactive Matplotlib backend. The explorer's track
+is a PNG ``<img>`` in an :class:`ipywidgets.HTML` widget: its inline
+``onclick`` writes the clicked point into a hidden :class:`ipywidgets.Text`
+(class ``m2v-track-click``), which the kernel observes (no extension needed).
 
 Robustness
 ----------
@@ -30,9 +34,16 @@ Speed
 -----
 A scanned locus keeps its window table and its records in memory. Choosing a
 window runs the cascade on that one window (one forward pass), folds it with
-RNAfold (cached by :mod:`mire2e_viz.fold`) and redraws only the stage panel;
-stage panels already drawn are cached, so going back to a window costs a few
-milliseconds. ``bench/widget_latency.py`` measures this.
+RNAfold (cached by :mod:`mire2e_viz.fold`) and updates the stage panel in
+place: its figure is built once per window length, an update moves the data
+of a few artists and draws only them over a cached Agg background
+(:class:`_StagePanel`). Stage panels already drawn are cached, so going back
+to a window costs a few milliseconds. The track is drawn once per record; the
+window marker is pasted on with Pillow, and a new threshold redraws only the
+lanes' data layers (:class:`_LiveTrack`); a strand toggle redraws nothing but
+the marker. Exports do not use these screen versions: they come from
+:mod:`mire2e_viz.plot` at full quality. ``bench/widget_latency.py`` measures
+all of this.
 
 Every element carries a stable CSS class (``m2v-*``) for tests and styling.
 """
@@ -46,6 +57,7 @@ import html
 import io
 import logging
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -266,8 +278,29 @@ def _fmt_pos(v: int) -> str:
 # --------------------------------------------------------------------------- drawing
 
 
-def draw_hairpin(ax, seq: str, db: str, title: str = "", matures: dict | None = None, color: str = _PLUS) -> None:
-    """Draw a secondary structure (ViennaRNA's layout) on ``ax``: backbone, pairs, coloured bases."""
+#: ViennaRNA layouts of recently drawn structures (dot-bracket -> (n, 2) coordinates)
+_LAYOUTS: OrderedDict[str, np.ndarray] = OrderedDict()
+_LAYOUT_CACHE = 1024
+
+
+def hairpin_layout(db: str) -> np.ndarray:
+    """ViennaRNA's layout (naview, else simple) of a structure, cached by dot-bracket.
+
+    Parameters
+    ----------
+    db
+        Dot-bracket structure.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(db), 2)`` coordinates; a straight line when the layout fails.
+        The array is shared with the cache: do not modify it.
+    """
+    xy = _LAYOUTS.get(db)
+    if xy is not None:
+        _LAYOUTS.move_to_end(db)
+        return xy
     import RNA
 
     n = len(db)
@@ -277,21 +310,47 @@ def draw_hairpin(ax, seq: str, db: str, title: str = "", matures: dict | None = 
     except Exception:  # noqa: BLE001 - layout failure: draw a straight line instead
         xy = np.column_stack([np.arange(n), np.zeros(n)])
     if not np.isfinite(xy).all() or len(xy) != n:
-        xy = np.column_stack([np.arange(n), np.zeros(n)])
-    ax.plot(xy[:, 0], xy[:, 1], color="#999999", lw=0.8, zorder=1)
+        xy = np.column_stack([np.arange(n), np.zeros(n)]).astype(float)
+    xy.setflags(write=False)
+    _LAYOUTS[db] = xy
+    while len(_LAYOUTS) > _LAYOUT_CACHE:
+        _LAYOUTS.popitem(last=False)
+    return xy
+
+
+def _pairs(db: str) -> list[tuple[int, int]]:
     stack, pairs = [], []
     for j, ch in enumerate(db):
         if ch == "(":
             stack.append(j)
         elif ch == ")" and stack:
             pairs.append((stack.pop(), j))
-    for i, j in pairs:
+    return pairs
+
+
+def _mature_colours(matures: dict | None, n: int) -> tuple[np.ndarray, list[str]]:
+    """Positions of the mature arms in a window and their colours (5p yellow, 3p sky blue, mire2e_viz.style)."""
+    idx, cols = [], []
+    for k, (name, (a, b)) in enumerate((matures or {}).items()):
+        arm = "5p" if "5p" in name else "3p" if "3p" in name else ("5p" if k % 2 == 0 else "3p")
+        c = "#F0E442" if arm == "5p" else "#56B4E9"
+        rng = range(max(int(a), 0), min(int(b), n))
+        idx.extend(rng)
+        cols.extend([c] * len(rng))
+    return np.asarray(idx, dtype=int), cols
+
+
+def draw_hairpin(ax, seq: str, db: str, title: str = "", matures: dict | None = None, color: str = _PLUS) -> None:
+    """Draw a secondary structure (ViennaRNA's layout) on ``ax``: backbone, pairs, coloured bases."""
+    n = len(db)
+    xy = hairpin_layout(db)
+    ax.plot(xy[:, 0], xy[:, 1], color="#999999", lw=0.8, zorder=1)
+    for i, j in _pairs(db):
         ax.plot(xy[[i, j], 0], xy[[i, j], 1], color="#444444", lw=0.7, zorder=1)
     if matures:
-        for k, (name, (a, b)) in enumerate(matures.items()):
-            arm = "5p" if "5p" in name else "3p" if "3p" in name else ("5p" if k % 2 == 0 else "3p")
-            c = "#F0E442" if arm == "5p" else "#56B4E9"  # mature arms: 5p yellow, 3p sky blue (mire2e_viz.style)
-            ax.scatter(xy[a:b, 0], xy[a:b, 1], s=42, color=c, zorder=2, lw=0)
+        idx, mcols = _mature_colours(matures, n)
+        if len(idx):
+            ax.scatter(xy[idx, 0], xy[idx, 1], s=42, c=mcols, zorder=2, lw=0)
     cols = [_BASE_COLORS.get(b, "#BBBBBB") for b in seq.upper()[:n]]
     ax.scatter(xy[:, 0], xy[:, 1], s=16, c=cols, zorder=3, lw=0)
     ax.annotate("5′", xy[0], xytext=(-8, -8), textcoords="offset points", fontsize=7, color="#333333")
@@ -372,6 +431,365 @@ def stage_figure(window, rnafold_db: str, rnafold_mfe: float, predicted_db: str 
             fig.text(0.985, 0.99, "UNTRAINED MODEL — not a prediction", ha="right", va="top", color="#b2182b",
                      fontsize=9, fontweight="bold")
     return fig
+
+
+def _hairpin_segments(xy: np.ndarray, db: str) -> tuple[np.ndarray, int]:
+    """Backbone and base-pair segments of a layout, as one (m, 2, 2) array, and the backbone's count."""
+    backbone = np.stack([xy[:-1], xy[1:]], axis=1) if len(xy) > 1 else np.empty((0, 2, 2))
+    pairs = _pairs(db)
+    if pairs:
+        ij = np.asarray(pairs, dtype=int)
+        bonds = np.stack([xy[ij[:, 0]], xy[ij[:, 1]]], axis=1)
+        return np.concatenate([backbone, bonds]), len(backbone)
+    return backbone, len(backbone)
+
+
+class _StagePanel:
+    """The on-screen stage panel, built once per window length and updated in place.
+
+    Shows what :func:`stage_figure` shows (stage-1 profile vs RNAfold with the
+    disagreements, both hairpins with the mature arms, the stage-2 MFE bars and
+    the stage-3 score), but the figure, its axes, ticks and legend are built and
+    drawn once: an update moves the data of a few artists (``set_data``,
+    ``set_offsets``, ``set_segments``, ``set_text``), restores the static
+    background (Agg ``restore_region``) and draws only those artists, then
+    encodes the PNG with Pillow at a fast zlib level. Each hairpin is one
+    :class:`~matplotlib.collections.LineCollection` (backbone and pairs) and two
+    scatters (mature arms, bases), with coordinates cached by
+    :func:`hairpin_layout`.
+
+    Exports do not use this class: they go through ``plot.stage_panel`` at full
+    quality.
+
+    Parameters
+    ----------
+    n
+        Window length (the profile's x axis is fixed to it).
+    trained
+        Whether the model is trained (else the figure says so and the score bar is grey).
+    width, height, dpi
+        Figure size in inches and the on-screen resolution.
+    """
+
+    def __init__(self, n: int, trained: bool = True, width: float = 10.0, height: float = 5.2, dpi: int = 80):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.collections import LineCollection
+        from matplotlib.ticker import MaxNLocator
+
+        self.n, self.trained = int(n), bool(trained)
+        self._background = None
+        self._shown = None  # what the canvas holds now, but for the threshold
+        with _rc():
+            fig = _new_figure(width, height)
+            fig.set_dpi(dpi)
+            gs = fig.add_gridspec(2, 3, height_ratios=[1.0, 1.55], width_ratios=[1, 1, 0.8],
+                                  left=0.06, right=0.985, top=0.87, bottom=0.05, hspace=0.38, wspace=0.12)
+            ax = fig.add_subplot(gs[0, :])
+            x = np.arange(1, n + 1)
+            zeros = np.zeros(n)
+            ax.axhline(0, color="#cccccc", lw=0.6)
+            (self.ref_line,) = ax.step(x, zeros, where="mid", color=_RNAFOLD, lw=1.0, label="RNAfold (MFE structure)")
+            (self.prof_line,) = ax.plot(x, zeros, color=_PLUS, lw=1.4, label="stage 1: predicted profile")
+            self.bad = ax.scatter([1], [-1.32], marker="|", color=_DISAGREE, s=30, label="disagree", clip_on=False)
+            ax.set_xlim(0.5, max(n, 1) + 0.5)
+            ax.set_ylim(-1.4, 1.2)
+            ax.set_yticks([-1, 0, 1], ["')'", "'.'", "'('"])
+            ax.set_xlabel("position in window (5′→3′)", labelpad=1)
+            self.title1 = ax.set_title("Stage 1 · pairing profile vs RNAfold", loc="left")
+            ax.legend(loc="lower right", ncol=3, fontsize=7, bbox_to_anchor=(1, 1.0), borderaxespad=0.2)
+            self.hairpins = []
+            for col, colour in ((0, _PLUS), (1, _RNAFOLD)):
+                ah = fig.add_subplot(gs[1, col])
+                lc = LineCollection([], colors="#999999", linewidths=0.8, zorder=1)
+                ah.add_collection(lc)
+                mat = ah.scatter([], [], s=42, zorder=2, lw=0)
+                bases = ah.scatter([], [], s=16, zorder=3, lw=0)
+                five = ah.annotate("5′", (0, 0), xytext=(-8, -8), textcoords="offset points", fontsize=7,
+                                   color="#333333")
+                ah.set_axis_off()  # equal aspect: see _equal_limits
+                title = ah.set_title(" ", fontsize=8, loc="left", color=colour)
+                ah.set_animated(True)
+                self.hairpins.append((ah, lc, mat, bases, five, title))
+            sub = gs[1, 2].subgridspec(2, 1, hspace=0.9)
+            a2 = fig.add_subplot(sub[0])
+            self.mfe_bars = list(a2.barh([1, 0], [-1, -1], color=[_PLUS, _RNAFOLD], height=0.6))
+            a2.xaxis.set_major_locator(MaxNLocator(3))
+            a2.set_yticks([1, 0], ["stage 2", "RNAfold"])
+            self.mfe_text = [a2.text(0, yy, "", va="center", ha="right", fontsize=7) for yy in (1, 0)]
+            a2.set_title("Stage 2 · MFE (kcal/mol)", loc="left")
+            a2.set_animated(True)  # its x range follows the MFEs: drawn whole at each update (small)
+            self.mfe_ax = a2
+            a3 = fig.add_subplot(sub[1])
+            (self.score_bar,) = a3.barh([0], [0], color=_MINUS if trained else "#999999", height=0.6)
+            a3.set_xlim(0, 1)
+            a3.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+            a3.set_yticks([0], ["score"])
+            self.thr_line = a3.axvline(0.5, color="#555555", ls="--", lw=0.9)
+            self.score_text = a3.text(0, 0, "", va="center", fontsize=8)
+            a3.set_title("Stage 3 · pre-miRNA score", loc="left")
+            self.suptitle = fig.suptitle(" ", x=0.06, y=0.99, ha="left", va="top", fontsize=9, fontweight="bold")
+            if not trained:
+                fig.text(0.985, 0.99, "UNTRAINED MODEL — not a prediction", ha="right", va="top", color="#b2182b",
+                         fontsize=9, fontweight="bold")
+        # drawn at each update, in this order, over the background drawn once
+        self._dynamic = [self.ref_line, self.prof_line, self.bad, self.title1,
+                         *(h[0] for h in self.hairpins), a2,
+                         self.score_bar, self.thr_line, self.score_text, self.suptitle]
+        for a in self._dynamic:
+            a.set_animated(True)
+        self.fig = fig
+        self.canvas = FigureCanvasAgg(fig)
+
+    def update(self, window, rnafold_db: str, rnafold_mfe: float, predicted_db: str | None = None,
+               threshold: float | None = None, matures: dict | None = None) -> None:
+        """Move the artists to ``window`` (no drawing)."""
+        seq = window.sequence
+        n = self.n
+        prof = np.asarray(window.profile, dtype=float)[:n]
+        ref = _profile_from_db(rnafold_db)
+        pred_db = predicted_db if predicted_db is not None else _decode(prof, seq)
+        cls = np.where(prof > 0.5, 1, np.where(prof < -0.5, -1, 0))
+        agree = float(np.mean(cls == ref)) if n else 0.0
+        self.ref_line.set_ydata(ref)
+        self.prof_line.set_ydata(prof)
+        bad = np.flatnonzero(cls != ref)
+        self.bad.set_offsets(np.column_stack([bad + 1, np.full(len(bad), -1.32)]))
+        self.title1.set_text(f"Stage 1 · pairing profile vs RNAfold ({agree:.0%} of positions agree)")
+        base_cols = [_BASE_COLORS.get(b, "#BBBBBB") for b in seq.upper()[:n]]
+        midx, mcols = _mature_colours(matures, n)
+        for (ah, lc, mat, bases, five, htitle), db, title in zip(
+                self.hairpins, (pred_db, rnafold_db),
+                (f"decoded from stage 1 ({pred_db.count('(')} pairs)", f"RNAfold ({rnafold_db.count('(')} pairs)"),
+                strict=True):
+            xy = hairpin_layout(db)
+            segs, nb = _hairpin_segments(xy, db)
+            lc.set_segments(segs)
+            lc.set_color(["#999999"] * nb + ["#444444"] * (len(segs) - nb))
+            lc.set_linewidth([0.8] * nb + [0.7] * (len(segs) - nb))
+            mat.set_offsets(xy[midx] if len(midx) else np.empty((0, 2)))
+            mat.set_facecolor(mcols if len(midx) else "none")
+            bases.set_offsets(xy)
+            bases.set_facecolor(base_cols)
+            five.xy = tuple(xy[0]) if len(xy) else (0.0, 0.0)
+            htitle.set_text(title)
+            if len(xy):
+                xlim, ylim = self._equal_limits(ah, xy)
+                ah.set_xlim(*xlim)
+                ah.set_ylim(*ylim)
+        vals = [float(window.mfe), float(rnafold_mfe)]
+        for bar, txt, v, yy in zip(self.mfe_bars, self.mfe_text, vals, (1, 0), strict=True):
+            bar.set_width(v)
+            txt.set_position((v, yy))
+            txt.set_text(f"{v:.1f} ")
+        lo = min(min(vals) * 1.4, -8)
+        self.mfe_ax.set_xlim(lo if np.isfinite(lo) else -8, 0)
+        score = float(window.score)
+        self.score_bar.set_width(score)
+        self._set_threshold(threshold)
+        self.score_text.set_position((min(score, 0.6), 0))
+        self.score_text.set_text(f" {score:.3f}" + ("" if self.trained else " (untrained)"))
+        where = ""
+        if window.start is not None:
+            where = f"{window.name}:{_fmt_pos(window.start + 1)}-{_fmt_pos(window.end)} ({window.strand})   "
+        self.suptitle.set_text(f"{where}{n} nt")
+
+    def _set_threshold(self, threshold: float | None) -> None:
+        self.thr_line.set_visible(threshold is not None)
+        if threshold is not None:
+            self.thr_line.set_xdata([threshold, threshold])
+
+    def _equal_limits(self, ax, xy: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Limits that show ``xy`` whole, centred, with one unit the same length on both axes."""
+        (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+        w, h = max(x1 - x0, 1.0) * 1.08, max(y1 - y0, 1.0) * 1.08
+        box = ax.get_position()
+        fw, fh = self.fig.get_size_inches()
+        aspect = (box.height * fh) / max(box.width * fw, 1e-9)  # height / width of the axes, in inches
+        if h / w > aspect:
+            w = h / aspect
+        else:
+            h = w * aspect
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        return (cx - w / 2, cx + w / 2), (cy - h / 2, cy + h / 2)
+
+    def render(self) -> bytes:
+        """Draw the moved artists over the cached background; PNG bytes."""
+        if self._background is None:
+            from matplotlib.transforms import Bbox
+
+            self.canvas.draw()  # everything that is not animated, once
+            self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+            x0, y0, _, y1 = self.score_bar.axes.bbox.extents  # the score bar's area, to the right edge
+            self._score_background = self.canvas.copy_from_bbox(
+                Bbox([[x0 - 2, y0 - 2], [self.fig.bbox.x1, y1 + 2]]))
+        else:
+            self.canvas.restore_region(self._background)
+        self._shown = None
+        for a in self._dynamic:
+            self.fig.draw_artist(a)
+        return self._encode()
+
+    def _encode(self) -> bytes:
+        from PIL import Image
+
+        img = Image.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(), "raw", "RGBA",
+                               0, 1)
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+
+    def png(self, window, rnafold_db: str, rnafold_mfe: float, predicted_db: str | None = None,
+            threshold: float | None = None, matures: dict | None = None) -> bytes:
+        """:meth:`update` then :meth:`render`; when only the threshold changed, redraw the score bar only."""
+        shown = (window.name, window.start, window.strand, float(window.score), float(window.mfe), rnafold_db,
+                 predicted_db, float(rnafold_mfe), repr(matures))
+        if shown == self._shown and self._background is not None:
+            self._set_threshold(threshold)
+            self.canvas.restore_region(self._score_background)
+            for a in (self.score_bar, self.thr_line, self.score_text):
+                self.fig.draw_artist(a)
+            return self._encode()
+        self.update(window, rnafold_db, rnafold_mfe, predicted_db, threshold, matures)
+        png = self.render()
+        self._shown = shown
+        return png
+
+
+class _LiveTrack:
+    """A score track from ``plot.score_track``, laid out and drawn once; a new threshold redraws its data only.
+
+    The first threshold's figure is drawn (its constrained layout runs then, with
+    room kept for the threshold label and the candidate labels) and frozen. The
+    lanes' data layers (score fill and line, threshold line and label,
+    candidate shading and labels) are then marked animated and the rest (axes,
+    ticks, grid, titles, annotation lane) is kept as an Agg background. A new
+    threshold replaces the threshold and candidate artists (drawn as
+    ``plot.score_track`` draws them), restores the background and draws the
+    data layers in z-order, so the shading stays under the score curves.
+
+    Parameters
+    ----------
+    fig
+        The figure ``plot.score_track`` returned (lanes layout).
+    threshold
+        The threshold it was drawn with.
+    seqname
+        The record's sequence name (candidates are filtered on it).
+    dpi
+        On-screen resolution.
+
+    Raises
+    ------
+    ValueError
+        When the figure does not look like a lanes score track (the caller then
+        redraws the whole track for each threshold).
+    """
+
+    _SCORE = re.compile(r"\d\.\d\d")
+
+    def __init__(self, fig, threshold: float | None, seqname: str, dpi: int = 80):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.text import Text
+
+        self.fig, self.seqname = fig, seqname
+        self.lanes = {str(ax.get_label())[-1]: ax for ax in fig.axes if str(ax.get_label()) in ("score +", "score -")}
+        if not self.lanes:
+            raise ValueError("no score lanes in the track")
+        self.moving = [a for lane in self.lanes.values() for a in lane.get_children() if self._is_moving(a)]
+        if threshold is not None and sum(isinstance(a, _line2d()) for a in self.moving) != len(self.lanes):
+            raise ValueError("the threshold lines of the track were not found")
+        # lay out once, with room for the widest threshold label and for candidate labels on every lane
+        from .style import style_context
+
+        labels = [a for a in self.moving if isinstance(a, Text) and a.get_text().startswith(" threshold")]
+        texts = [a.get_text() for a in labels]
+        for a in labels:
+            a.set_text(" threshold 0.88")
+        with style_context():
+            spacers = [lane.text(0.5, 1.02, "0.88", transform=lane.get_yaxis_transform(), ha="center",
+                                 va="bottom", fontsize=6, alpha=0.0, clip_on=False) for lane in self.lanes.values()]
+        fig.set_dpi(dpi)
+        self.canvas = FigureCanvasAgg(fig)
+        self.canvas.draw()
+        fig.set_layout_engine("none")
+        for a, t in zip(labels, texts, strict=True):
+            a.set_text(t)
+        for a in spacers:
+            a.remove()
+        for lane in self.lanes.values():
+            for a in lane.get_children():
+                if self._is_layer(a, lane):
+                    a.set_animated(True)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+        self.threshold = threshold
+
+    @classmethod
+    def _is_moving(cls, a) -> bool:
+        from matplotlib.text import Text
+
+        if str(a.get_gid() or "").startswith("candidate:"):
+            return True
+        if isinstance(a, Text):
+            t = a.get_text()
+            return t.startswith(" threshold ") or bool(cls._SCORE.fullmatch(t))
+        if isinstance(a, _line2d()) and a.get_gid() is None and a.get_linestyle() == "--":
+            y = np.asarray(a.get_ydata(), dtype=float)
+            return len(y) == 2 and y[0] == y[1]
+        return False
+
+    @staticmethod
+    def _is_layer(a, lane) -> bool:
+        from matplotlib.collections import Collection
+        from matplotlib.patches import Patch
+        from matplotlib.spines import Spine
+        from matplotlib.text import Text
+
+        titles = {id(t) for t in (lane.title, getattr(lane, "_left_title", None), getattr(lane, "_right_title", None))}
+        return (isinstance(a, (_line2d(), Collection, Patch, Text)) and a is not lane.patch
+                and not isinstance(a, Spine) and id(a) not in titles)
+
+    def set_threshold(self, threshold: float | None, candidates) -> None:
+        """Replace the threshold lines and the candidate shading (no drawing)."""
+        from . import plot
+        from .style import COLORS, style_context
+
+        for a in self.moving:
+            a.remove()
+        self.moving = []
+        with style_context():
+            for strand, lane in self.lanes.items():
+                before = {id(a) for a in lane.get_children()}
+                if threshold is not None:
+                    lane.axhline(threshold, color=COLORS["threshold"], lw=0.8, ls="--", zorder=4)
+                    lane.text(1.0, threshold, f" threshold {threshold:g}", transform=lane.get_yaxis_transform(),
+                              ha="left", va="center", fontsize=6, color=COLORS["threshold"])
+                if candidates is not None and len(candidates):
+                    plot._shade_candidates(lane, candidates, strand, self.seqname, 0, 1.0, "lanes")
+                new = [a for a in lane.get_children() if id(a) not in before]
+                for a in new:
+                    a.set_animated(True)
+                self.moving += new
+        self.threshold = threshold
+
+    def image(self):
+        """The track as an RGBA :class:`PIL.Image.Image`: the background plus the lanes' data layers."""
+        from PIL import Image
+
+        self.canvas.restore_region(self.background)
+        renderer = self.canvas.get_renderer()
+        for lane in self.lanes.values():
+            layers = [a for a in lane.get_children() if a.get_animated() and a.get_visible()]
+            for a in sorted(layers, key=lambda a: a.get_zorder()):
+                a.draw(renderer)
+        return Image.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba(), "raw", "RGBA",
+                                0, 1).copy()
+
+
+def _line2d():
+    from matplotlib.lines import Line2D
+
+    return Line2D
 
 
 # --------------------------------------------------------------------------- locus explorer
@@ -468,10 +886,15 @@ class LocusExplorer:
         self.candidates: pd.DataFrame | None = None
         self.window = None  # current Window
         self.timings: list[tuple[str, float]] = []  # (kind, seconds) of each window update
-        self._panels: OrderedDict[tuple, tuple] = OrderedDict()
+        # (record, start, strand) -> the window, its fold, its label, and its PNG at one threshold
+        self._panels: OrderedDict[tuple, dict] = OrderedDict()
         self._panel_cache = int(panel_cache)
+        self._stage_panels: dict[tuple, _StagePanel] = {}  # one in-place figure per window length
         self._busy = False
         self._track_fig = None
+        # drawn tracks without the window marker, by (record, strand or None, threshold)
+        self._track_bases: OrderedDict[tuple, dict] = OrderedDict()
+        self._live_tracks: dict[str, _LiveTrack] = {}
         self._annotation_df = None
         self._annotation_src = annotations
 
@@ -495,8 +918,13 @@ class LocusExplorer:
         # ---- track + controls
         self.record_select = W.Dropdown(description="record", layout=W.Layout(width="360px", display="none"))
         self.record_select.add_class("m2v-record")
-        self.track = W.Image(format="png", layout=W.Layout(width="100%", max_width="1000px"))
-        self.track.add_class("m2v-track")
+        # the track is an <img> inside an HTML widget, so that a click on it can pick a window: its inline
+        # handler writes where it was clicked into the hidden text box below (see _TRACK_ONCLICK)
+        self.track = W.HTML(layout=W.Layout(width="100%", max_width="1000px"))
+        self.track.add_class("m2v-track-box")
+        self.track_png = b""  # the track's PNG bytes, as shown
+        self.track_click = W.Text(value="", layout=W.Layout(display="none"), continuous_update=False)
+        self.track_click.add_class("m2v-track-click")
         self.position = W.IntSlider(value=0, min=0, max=0, step=1, description="window start",
                                     continuous_update=False, layout=W.Layout(width="640px"),
                                     style={"description_width": "90px"})
@@ -545,6 +973,7 @@ class LocusExplorer:
         self.strand.observe(self._on_strand, names="value")
         self.threshold.observe(self._on_threshold, names="value")
         self.record_select.observe(self._on_record, names="value")
+        self.track_click.observe(self._on_track_click, names="value")
         self.prev_button.on_click(lambda _b: self._nudge(-1))
         self.next_button.on_click(lambda _b: self._nudge(+1))
 
@@ -564,7 +993,7 @@ class LocusExplorer:
         self.candidate_box.layout = W.Layout(max_height="150px", overflow="auto", width="100%")
         self.widget = W.VBox([
             head, self.banner, inputs, W.HBox([self.progress, self.status]), self.message, self.record_select,
-            self.track, controls, W.HBox([self.threshold, cand_head], layout=W.Layout(align_items="center")),
+            self.track, self.track_click, controls, W.HBox([self.threshold, cand_head], layout=W.Layout(align_items="center")),
             self.candidate_box, self.window_label, self.panel, export_row, self.downloads,
         ])
         self.widget.add_class("m2v-locus-explorer")
@@ -672,6 +1101,8 @@ class LocusExplorer:
                              f"with '{html.escape(self.cascade.name)}'")
         self._panels.clear()
         self._track_fig = None
+        self._track_bases.clear()
+        self._live_tracks = {}
         self._load_annotations()
         self._set_controls_enabled(True)
         self.record_select.unobserve(self._on_record, names="value")
@@ -769,8 +1200,7 @@ class LocusExplorer:
 
     @_guard
     def _on_strand(self, change) -> None:
-        if not self._busy:
-            self._track_fig = None
+        if not self._busy:  # the track is redrawn only if it shows one strand (see _track_png)
             self._update_window()
 
     @_guard
@@ -793,29 +1223,74 @@ class LocusExplorer:
                                           self.position.max))
 
     @_guard
+    def _on_track_click(self, change) -> None:
+        parts = str(change["new"] or "").split(",")
+        if self._busy or self.df is None or len(parts) < 2:
+            return
+        self.click_track(float(parts[0]), float(parts[1]))
+
+    def click_track(self, fx: float, fy: float) -> bool:
+        """Pick the window under a point of the track image (what a click on the track does).
+
+        Parameters
+        ----------
+        fx, fy
+            The point as fractions of the image's width and height (0 = left / top).
+
+        Returns
+        -------
+        bool
+            Whether the point was on the track's data area (else nothing changes).
+            The window is centred on the point, within the locus; a point on a
+            strand's lane also selects that strand.
+        """
+        base = self._track_fig
+        if base is None or self.df is None or not (np.isfinite(fx) and np.isfinite(fy)):
+            return False
+        width, height = base["image"].size
+        px, py = fx * width, fy * height
+        x = base["lo"] + (px - base["x0"]) / base["scale"]
+        rec = self.records[base["record"]]
+        if not rec.offset <= x <= rec.offset + len(rec):
+            return False
+        start = int(round(x - min(WINDOW, len(rec)) / 2))
+        strand = self.strand.value
+        for s, (y0, y1) in base["lanes"].items():
+            if y0 <= py <= y1:
+                strand = s
+        self.select(rec.name, start, strand)
+        return True
+
+    @_guard
     def _update_window(self) -> None:
         if self.df is None:
             return
         t0 = time.perf_counter()
         rec = self.records[self.record_select.value or next(iter(self.records))]
         start, strand = int(self.position.value), self.strand.value
-        key = (rec.name, start, strand, round(float(self.threshold.value), 4))
+        thr = round(float(self.threshold.value), 4)
+        key = (rec.name, start, strand)
         hit = self._panels.get(key)
         kind = "cached"
         if hit is None:
             kind = "new"
-            w, png, summary = self._compute_panel(rec, start, strand)
-            self._panels[key] = (w, png, summary)
+            hit = self._panels[key] = self._compute_panel(rec, start, strand)
             while len(self._panels) > self._panel_cache:
                 self._panels.popitem(last=False)
         else:
             self._panels.move_to_end(key)
-            w, png, summary = hit
-        self.window = w
+        if hit["threshold"] != thr:  # only the score bar's threshold line moves: no cascade, no fold
+            kind = "redrawn" if kind == "cached" else kind
+            hit["png"], hit["threshold"] = self._render_panel(hit, thr), thr
+        self.window = hit["window"]
         # the label goes last: when it changes, the track and the panel are already on their way
-        self.track.value = self._track_png(rec, start, strand)
-        self.panel.value = png
-        self.window_label.value = summary
+        track = self._track_png(rec, start, strand)
+        if track != self.track_png:
+            self.track_png = track
+            self.track.value = _track_html(track)
+        if hit["png"] != self.panel.value:
+            self.panel.value = hit["png"]
+        self.window_label.value = hit["summary"]
         self.timings.append((kind, time.perf_counter() - t0))
 
     def _compute_panel(self, rec, start: int, strand: str):
@@ -827,9 +1302,9 @@ class LocusExplorer:
         db, mfe = _fold(w.sequence)
         pred_db = _decode(w.profile, w.sequence)
         matures = self._matures(rec, w)
-        fig = stage_figure(w, db, mfe, pred_db, trained=self.trained, threshold=float(self.threshold.value),
-                           matures=matures)
-        png = _png(fig, dpi=80)
+        hit = {"window": w, "db": db, "mfe": mfe, "pred_db": pred_db, "matures": matures}
+        thr = round(float(self.threshold.value), 4)
+        hit["png"], hit["threshold"] = self._render_panel(hit, thr), thr
         label = "score" if self.trained else "score <b style='color:#b2182b'>(untrained)</b>"
         extra = ""
         if matures:
@@ -841,7 +1316,24 @@ class LocusExplorer:
             f"<div style='font-family:monospace;font-size:11px;color:#333;white-space:pre'>"
             f"{html.escape(w.sequence)}\n{html.escape(db)}  RNAfold\n{html.escape(pred_db)}  stage 1</div>"
         )
-        return w, png, summary
+        hit["summary"] = summary
+        return hit
+
+    def _render_panel(self, hit: dict, threshold: float) -> bytes:
+        """PNG of the stage panel of a computed window: the in-place figure, else a new figure."""
+        w = hit["window"]
+        try:
+            key = (len(w.sequence), self.trained)
+            panel = self._stage_panels.get(key)
+            if panel is None:
+                panel = self._stage_panels[key] = _StagePanel(len(w.sequence), self.trained)
+            return panel.png(w, hit["db"], hit["mfe"], hit["pred_db"], threshold=threshold, matures=hit["matures"])
+        except Exception:  # noqa: BLE001 - never lose the panel for a speed-up: draw it the slow way
+            log.debug("in-place stage panel failed; drawing a new figure", exc_info=True)
+            self._stage_panels.pop((len(w.sequence), self.trained), None)
+            fig = stage_figure(w, hit["db"], hit["mfe"], hit["pred_db"], trained=self.trained, threshold=threshold,
+                               matures=hit["matures"])
+            return _png(fig, dpi=80)
 
     def _matures(self, rec, w) -> dict | None:
         ann = self._annotation_df
@@ -859,7 +1351,14 @@ class LocusExplorer:
         """The track with the current window marked: the plot is drawn once, the marker is pasted on."""
         base = self._track_fig
         if base is None or base["record"] != rec.name or (base["per_strand"] and base["strand"] != strand):
-            base = self._track_fig = self._track_base(rec, strand)
+            thr = round(float(self.threshold.value), 4)
+            base = self._track_bases.get((rec.name, strand, thr)) or self._track_bases.get((rec.name, None, thr))
+            if base is None:
+                base = self._track_base(rec, strand)
+                self._track_bases[(rec.name, strand if base["per_strand"] else None, thr)] = base
+                while len(self._track_bases) > 16:
+                    self._track_bases.popitem(last=False)
+            self._track_fig = base
         from PIL import Image, ImageDraw
 
         img = base["image"].copy()
@@ -878,19 +1377,54 @@ class LocusExplorer:
         return buf.getvalue()
 
     def _track_base(self, rec, strand: str) -> dict:
-        """Draw the track once (mire2e_viz.plot.score_track, else a local fallback) into an RGBA image."""
+        """The track without the window marker, as an RGBA image and its pixel geometry.
+
+        The figure is ``mire2e_viz.plot.score_track`` (else a local fallback). It is drawn once per
+        record: a new threshold redraws only its threshold lines and candidate shading
+        (:class:`_LiveTrack`).
+        """
+        thr = float(self.threshold.value)
+        cands = self.candidates
+        if cands is not None:
+            cands = cands[cands["seqname"] == rec.seqname]
+        live = self._live_tracks.get(rec.name)
+        if live is not None:
+            try:
+                if live.threshold != thr:
+                    live.set_threshold(thr, cands)
+                return {**live.geometry, "record": rec.name, "strand": strand, "per_strand": False,
+                        "image": live.image()}
+            except Exception:  # noqa: BLE001 - draw the whole track instead
+                log.debug("live track update failed; redrawing the track", exc_info=True)
+                self._live_tracks.pop(rec.name, None)
+        fig, per_strand = self._track_figure(rec, strand, thr, cands)
+        if not per_strand:
+            try:
+                live = _LiveTrack(fig, thr, rec.seqname)
+                img = live.image()
+                live.geometry = self._track_geometry(fig, img.size[1])
+                self._live_tracks = {rec.name: live}  # one record's figure at a time
+                return {**live.geometry, "record": rec.name, "strand": strand, "per_strand": False, "image": img}
+            except Exception:  # noqa: BLE001 - a plain drawing of a fresh figure
+                log.debug("live track failed; drawing the track once per threshold", exc_info=True)
+                fig, per_strand = self._track_figure(rec, strand, thr, cands)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from PIL import Image
 
+        fig.set_dpi(80)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).copy()
+        return {**self._track_geometry(fig, img.size[1]), "record": rec.name, "strand": strand,
+                "per_strand": per_strand, "image": img}
+
+    def _track_figure(self, rec, strand: str, thr: float, cands) -> tuple[Any, bool]:
+        """A new track figure: (figure, whether it shows one strand only)."""
         df = self.df[self.df["record"] == rec.name]
-        thr = float(self.threshold.value)
         per_strand = False
         try:
             from . import plot
 
-            cands = self.candidates
-            if cands is not None:
-                cands = cands[cands["seqname"] == rec.seqname]
             title = f"{rec.seqname}:{_fmt_pos(rec.offset + 1)}-{_fmt_pos(rec.offset + len(rec))}"
             fig = plot.score_track(df, cands, self._annotation_df, threshold=thr, seqname=rec.seqname,
                                    figsize=(10, 3.6 if self._annotation_df is not None else 2.8),
@@ -907,11 +1441,11 @@ class LocusExplorer:
         if not self.trained:
             fig.text(0.99, 0.995, "UNTRAINED MODEL: not a prediction", ha="right", va="top", color="#b2182b",
                      fontsize=9, fontweight="bold")
-        fig.set_dpi(80)
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).copy()
-        height = img.size[1]
+        return fig, per_strand
+
+    @staticmethod
+    def _track_geometry(fig, height: int) -> dict:
+        """Pixel geometry of a drawn track: x of the data range, and the y span of each strand's lane."""
         axes = [a for a in fig.axes if a.get_visible()]
         ref = axes[0]
         lo, hi = ref.get_xlim()
@@ -930,8 +1464,7 @@ class LocusExplorer:
                 lanes["-"] = yspan(a)
         spans = [yspan(a) for a in axes]
         full = (min(s[0] for s in spans), max(s[1] for s in spans))
-        return {"record": rec.name, "strand": strand, "per_strand": per_strand, "image": img, "lo": lo,
-                "x0": px0, "scale": (px1 - px0) / (hi - lo), "lanes": lanes, "full": full}
+        return {"lo": lo, "x0": px0, "scale": (px1 - px0) / (hi - lo), "lanes": lanes, "full": full}
 
     def _build_track(self, rec, strand: str):
         df = self.df[self.df["record"] == rec.name]
@@ -1069,6 +1602,22 @@ class LocusExplorer:
         self.downloads.value = ("<div>Wrote " + ", ".join(html.escape(str(p)) for p in paths) + "</div><div>"
                                 + "".join(links) + "</div>")
         return paths
+
+
+_TRACK_ONCLICK = (
+    "var r=this.getBoundingClientRect(),b=this.closest('.m2v-locus-explorer'),"
+    "i=b&&b.querySelector('.m2v-track-click input');if(!i||!r.width)return;"
+    "i.value=((event.clientX-r.left)/r.width).toFixed(5)+','+((event.clientY-r.top)/r.height).toFixed(5)"
+    "+','+Date.now();i.dispatchEvent(new Event('change',{bubbles:true}));"
+)
+
+
+def _track_html(png: bytes) -> str:
+    """The track as an <img> whose click sends its position (fractions of the image) to the kernel."""
+    b64 = base64.b64encode(png).decode("ascii")
+    return (f"<img class='m2v-track' src='data:image/png;base64,{b64}' alt='score track: click to pick a window' "
+            f"title='click to show the window here' style='width:100%;max-width:1000px;cursor:crosshair;"
+            f"display:block' onclick=\"{_TRACK_ONCLICK}\">")
 
 
 def _safe_stem(name: str) -> str:

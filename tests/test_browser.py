@@ -5,7 +5,8 @@ Both tests serve ``notebooks/03_locus_explorer.ipynb`` on 127.0.0.1 (a free port
 1. wait for the score track,
 2. drag the window slider,
 3. check that the window coordinates and the stage panel changed,
-4. lower the threshold, click a candidate row and check the jump to its best window.
+4. click on the track (+ lane, other half of the locus) and check that this window is shown,
+5. lower the threshold, click a candidate row and check the jump to its best window.
 
 Screenshots go to ``test-artifacts/`` (git-ignored). Every server is started in its own
 process group and stopped by its PID in a ``finally`` block, also when a test fails.
@@ -163,6 +164,12 @@ def _wait_change(page, getter, old: str, what: str, timeout_s: float = UPDATE_S)
     raise AssertionError(f"{what} did not change from {old!r} within {timeout_s} s")
 
 
+def _handle_in_right_half(page, slider_class: str) -> bool:
+    hb = page.locator(f".{slider_class} .noUi-handle").first.bounding_box()
+    tb = page.locator(f".{slider_class} .noUi-base").first.bounding_box()
+    return hb["x"] + hb["width"] / 2 > tb["x"] + tb["width"] / 2
+
+
 def _coords(label: str) -> tuple[int, int, str]:
     m = re.search(r":([\d,]+)-([\d,]+) \(([+\-−])\)", label)
     assert m, label
@@ -170,7 +177,7 @@ def _coords(label: str) -> tuple[int, int, str]:
 
 
 def exercise_explorer(page, artifacts: Path, name: str) -> None:
-    """Steps 1-4 of the browser test, the same in Voila and JupyterLab."""
+    """Steps 1-5 of the browser test, the same in Voila and JupyterLab."""
     _wait_for_track(page)
     assert page.locator(".m2v-error").count() == 0, page.locator(".m2v-message").first.inner_text()
     page.screenshot(path=str(artifacts / f"{name}_1_loaded.png"), full_page=True)
@@ -178,10 +185,7 @@ def exercise_explorer(page, artifacts: Path, name: str) -> None:
     # 2-3: move the window slider; the coordinates and the stage panel change
     label0, panel0, track0 = _label(page), _panel_src(page), _track_src(page)
     start0 = _coords(label0)[0]
-    hb = page.locator(".m2v-position .noUi-handle").first.bounding_box()
-    tb = page.locator(".m2v-position .noUi-base").first.bounding_box()
-    right_half = hb["x"] + hb["width"] / 2 > tb["x"] + tb["width"] / 2
-    _drag(page, "m2v-position", 0.15 if right_half else 0.85)
+    _drag(page, "m2v-position", 0.15 if _handle_in_right_half(page, "m2v-position") else 0.85)
     label1 = _wait_change(page, _label, label0, "window label")
     _wait_change(page, _panel_src, panel0, "stage panel")
     _wait_change(page, _track_src, track0, "track (window marker)")
@@ -190,9 +194,32 @@ def exercise_explorer(page, artifacts: Path, name: str) -> None:
     page.locator(".m2v-window-label").first.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / f"{name}_2_slider_moved.png"), full_page=True)
 
-    # 4: lower the threshold until there are candidates, click one, check the jump
+    # 4: click on the track, on the other half of the locus, in the + lane: that window is shown
+    label1, panel1 = _label(page), _panel_src(page)
+    img = page.locator("img.m2v-track").first
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    start1 = _coords(label1)[0]
+    # the data area runs from about 7 % to 92 % of the image; the + lane is near the top
+    left_half = not _handle_in_right_half(page, "m2v-position")
+    fx = 0.8 if left_half else 0.2
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.2)
+    label2 = _wait_change(page, _label, label1, "window label after a click on the track")
+    _wait_change(page, _panel_src, panel1, "stage panel after a click on the track")
+    start2, _, strand2 = _coords(label2)
+    assert (start2 > start1) if left_half else (start2 < start1), (label1, label2)
+    assert strand2 == "+", label2
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / f"{name}_3_track_click.png"), full_page=True)
+
+    # 5: lower the threshold until there are candidates, click one, check the jump
+    track_thr = _track_src(page)
     _drag(page, "m2v-threshold", 0.0)
+    # the candidate table is rebuilt before the track is redrawn with the new threshold: once the track has
+    # changed, the rows are those of the new threshold (rows of the old one may still be there before that)
+    _wait_change(page, _track_src, track_thr, "track after the threshold change")
     page.wait_for_selector(".m2v-candidate", timeout=UPDATE_S * 1000)
+    page.wait_for_timeout(1000)  # new rows are new widget views, created asynchronously
     rows = page.locator("button.m2v-candidate")
     target = None
     for i in range(rows.count()):
@@ -213,7 +240,7 @@ def exercise_explorer(page, artifacts: Path, name: str) -> None:
     _wait_change(page, _panel_src, panel_before, "stage panel after the candidate click")
     page.wait_for_timeout(500)  # let the browser decode the new images before the screenshot
     page.locator(".m2v-window-label").first.scroll_into_view_if_needed()
-    page.screenshot(path=str(artifacts / f"{name}_3_candidate_jump.png"), full_page=True)
+    page.screenshot(path=str(artifacts / f"{name}_4_candidate_jump.png"), full_page=True)
     assert page.locator(".m2v-error").count() == 0
 
 

@@ -53,7 +53,8 @@ def test_explorer_scans_and_shows_a_window(explorer, demo_record):
     _no_error(explorer)
     assert len(explorer.df) == 2 * 37  # 459 nt, step 10: 36 regular windows + the tail, both strands
     assert explorer.progress.value == explorer.progress.max
-    assert explorer.track.value[:4] == b"\x89PNG" and explorer.panel.value[:4] == b"\x89PNG"
+    assert explorer.track_png[:4] == b"\x89PNG" and explorer.panel.value[:4] == b"\x89PNG"
+    assert "<img class='m2v-track'" in explorer.track.value and "onclick=" in explorer.track.value
     w = explorer.window
     assert len(w.sequence) == 100 and w.profile.shape == (100,)
     assert f"{w.start + 1:,}-{w.end:,}" in explorer.window_label.value
@@ -96,7 +97,87 @@ def test_threshold_recalls_candidates_without_rescanning(explorer):
     lo = float(explorer.df["score"].quantile(0.5))
     explorer.threshold.value = round(lo, 2)
     assert len(explorer.candidates) >= 1
-    assert not explorer.cascade.calls or max(explorer.cascade.calls) == 1  # never a re-scan
+    assert not explorer.cascade.calls  # no re-scan, and the window shown is not recomputed
+
+
+def test_threshold_redraws_without_cascade_fold_or_new_figures(explorer, monkeypatch):
+    from mire2e_viz import fold, plot
+
+    explorer.threshold.value = 0.5
+    explorer.position.value = explorer.position.min + 30  # make sure the window is computed
+    explorer.cascade.calls.clear()
+    tracks, folds = [], []
+    real_track, real_fold = plot.score_track, fold.fold_one
+    monkeypatch.setattr(plot, "score_track", lambda *a, **k: tracks.append(1) or real_track(*a, **k))
+    monkeypatch.setattr(fold, "fold_one", lambda *a, **k: folds.append(1) or real_fold(*a, **k))
+    track0, panel0 = explorer.track_png, explorer.panel.value
+    explorer.threshold.value = 0.37
+    _no_error(explorer)
+    assert explorer.cascade.calls == [] and folds == []  # nothing recomputed
+    assert tracks == []  # the track figure is kept: only its threshold line and shading move
+    assert explorer.track_png != track0 and explorer.panel.value != panel0  # both show the new threshold
+    assert explorer.timings[-1][0] == "redrawn"
+    assert len(explorer._stage_panels) == 1  # one in-place figure for every 100-nt window
+
+
+def test_strand_toggle_keeps_the_track_figure(explorer, monkeypatch):
+    calls = []
+    real = LocusExplorer._track_base
+    monkeypatch.setattr(LocusExplorer, "_track_base", lambda self, *a: calls.append(a) or real(self, *a))
+    for _ in range(3):
+        explorer.strand.value = "-" if explorer.strand.value == "+" else "+"
+    _no_error(explorer)
+    assert calls == []  # the + and − lanes are one figure; only the window marker moves
+
+
+def test_in_place_panel_matches_a_full_redraw(explorer):
+    """The fast paths (in-place artists, score-bar-only redraw) give the same pixels as a fresh render."""
+    import io
+
+    from PIL import Image
+
+    hit = explorer._panels[next(reversed(explorer._panels))]
+    w = hit["window"]
+    panel = widgets._StagePanel(len(w.sequence), explorer.trained)
+    args = (w, hit["db"], hit["mfe"], hit["pred_db"])
+    first = panel.png(*args, threshold=0.5, matures=hit["matures"])
+    fast = panel.png(*args, threshold=0.2, matures=hit["matures"])  # score bar only
+    fresh = widgets._StagePanel(len(w.sequence), explorer.trained).png(*args, threshold=0.2, matures=hit["matures"])
+    px = [np.asarray(Image.open(io.BytesIO(b))) for b in (first, fast, fresh)]
+    assert px[1].shape == px[2].shape == (416, 800, 3)
+    assert np.array_equal(px[1], px[2]) and not np.array_equal(px[0], px[1])
+
+
+def test_panel_falls_back_to_a_new_figure(explorer, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("no in-place drawing today")
+
+    monkeypatch.setattr(widgets._StagePanel, "png", boom)
+    explorer._panels.clear()
+    explorer.position.value = explorer.position.min + 40 if explorer.position.value != explorer.position.min + 40 \
+        else explorer.position.min + 50
+    _no_error(explorer)
+    assert explorer.panel.value[:4] == b"\x89PNG" and explorer.timings[-1][0] == "new"
+
+
+def test_click_on_the_track_picks_a_window(explorer):
+    base = explorer._track_fig
+    width, height = base["image"].size
+    target = explorer.position.min + 150  # a window start; click on the centre of that window
+    fx = (base["x0"] + (target + widgets.WINDOW / 2 - base["lo"]) * base["scale"]) / width
+    y0, y1 = base["lanes"]["-"]
+    # what the <img>'s onclick sends: x and y as fractions of the image, and a timestamp
+    explorer.track_click.value = f"{fx:.5f},{(y0 + y1) / 2 / height:.5f},1"
+    _no_error(explorer)
+    assert abs(explorer.window.start - target) <= 1 and explorer.window.strand == "-"
+    assert explorer.position.value == explorer.window.start
+    y0, y1 = base["lanes"]["+"]
+    assert explorer.click_track(0.999 * base["x0"] / width, (y0 + y1) / 2 / height) is False  # left of the data
+    assert explorer.click_track(fx, (y0 + y1) / 2 / height) and explorer.window.strand == "+"
+    rec = explorer.records[base["record"]]
+    end = (base["x0"] + (rec.offset + len(rec) - 3 - base["lo"]) * base["scale"]) / width
+    assert explorer.click_track(end, 0.5)  # near the right end: the window stays inside the locus
+    assert explorer.window.start == explorer.position.max
 
 
 def test_candidate_click_jumps(explorer):
