@@ -120,6 +120,8 @@ def main() -> None:
                          "on a 2-core machine while still streaming the whole sequence")
     ap.add_argument("--batch", type=int, default=0, help="windows per forward pass (default: the Cascade's own)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--paired-rounds", type=int, default=5, help="alternating ours/reference rounds (0: skip)")
+    ap.add_argument("--paired-size", type=int, default=10_000, help="sequence length of each paired round")
     ap.add_argument("--bf16-sample", type=int, default=5000, help="size of the bf16 agreement check (0: skip)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--fasta", help=argparse.SUPPRESS)
@@ -168,7 +170,26 @@ def main() -> None:
               f"max |diff| vs fp32 {d:.4f} ({'OK' if d <= 0.01 else 'ABOVE 0.01'})")
         results.append({"size": args.bf16_sample, "bf16": {"windows_per_s": b["windows_per_s"], "max_abs_diff": d},
                         "fp32": {"windows_per_s": a["windows_per_s"]}})
-    by_size = {r["size"]: r for r in results}
+    if args.paired_rounds:
+        # Load on a shared machine changes from minute to minute: alternate short runs of both
+        # implementations on the same sequence and report the median of the per-round ratios.
+        fasta = tmp / "paired.fa"
+        make_fasta(fasta, args.paired_size, seed=2)
+        ratios, ours_w, ref_w = [], [], []
+        for r in range(args.paired_rounds):
+            a = run_child("mire2e-viz", fasta, args.threads, args.step, args.batch)
+            b = run_child("reference", fasta, args.threads, args.step)
+            ours_w.append(a["windows_per_s"])
+            ref_w.append(b["windows_per_s"])
+            ratios.append(a["windows_per_s"] / b["windows_per_s"])
+            print(f"[paired {r + 1}/{args.paired_rounds}, {args.paired_size:,} nt] ours {a['windows_per_s']:.1f} win/s, "
+                  f"reference {b['windows_per_s']:.1f} win/s, ratio x{ratios[-1]:.2f}", flush=True)
+        med = float(np.median(ratios))
+        print(f"paired throughput ratio ours/reference: median x{med:.2f} over {len(ratios)} rounds "
+              f"(min x{min(ratios):.2f}, max x{max(ratios):.2f}; goal >= 4)")
+        results.append({"paired": {"size": args.paired_size, "ratios": ratios, "median_ratio": med,
+                                   "ours_windows_per_s": ours_w, "reference_windows_per_s": ref_w}})
+    by_size = {r["size"]: r for r in results if "size" in r}
     if 100_000 in by_size and 1_000_000 in by_size:
         a, b = by_size[100_000]["ours"]["peak_rss_mb"], by_size[1_000_000]["ours"]["peak_rss_mb"]
         print(f"ours peak RSS 1 Mb / 100 kb: {b / a:.3f} (goal <= 1.10)")

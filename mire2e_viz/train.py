@@ -1,0 +1,620 @@
+"""Train the three stages of the miRe2e cascade.
+
+One seeded, resumable entry point for every stage::
+
+    mire2e-viz train structure  --out runs/structure  [--config cfg.json] [--resume ckpt.pt]
+    mire2e-viz train mfe        --out runs/mfe        --config '{"structure_weights": "runs/structure/last.pt"}'
+    mire2e-viz train classifier --out runs/classifier --config '{"structure_weights": ..., "mfe_weights": ...}'
+
+or from Python: ``train_stage("structure", {"max_minutes": 50}, out="runs/structure")``.
+
+Recipe
+------
+The paper's recipe is the baseline and is available as ``optimizer="sgd"``
+(Nesterov momentum 0.9, lr 1e-3, constant): MSE for the structure and MFE
+stages, focal loss (alpha=1, gamma=4) for the classifier; the stages are
+trained in cascade (the MFE stage sees the structure stage's predicted
+profiles, the classifier sees both predicted outputs). The default optimiser
+is AdamW with a warm-up + cosine schedule over the run's step or time budget,
+a deviation measured against the baseline (see ``MODEL_CARD.md``).
+
+Checkpoints (``<out>/last.pt``) hold the model, optimiser, scheduler position,
+RNG state, config and history; ``--resume`` continues from one. ``--resume``
+may also name shipped weights (``hsa``) to fine-tune them further.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STAGES = ("structure", "mfe", "classifier")
+
+BASE: dict[str, Any] = {
+    "seed": 0,
+    "data_seed": 0,
+    "data": None,  # path to an .npz of arrays; None = trainingdata.load_windows(data_seed)
+    "optimizer": "adamw",  # "adamw" | "sgd" (paper: SGD, Nesterov momentum 0.9, lr 1e-3)
+    "lr": 1e-3,
+    "weight_decay": 1e-2,
+    "momentum": 0.9,
+    "schedule": "cosine",  # "cosine" (warm-up + cosine over the budget) | "constant"
+    "warmup": 0.03,
+    "batch_size": 32,
+    "max_steps": 100_000,
+    "max_minutes": None,  # wall-clock budget; the schedule then runs on elapsed time
+    "eval_every": 200,
+    "eval_windows": 512,
+    "ckpt_every": 100,
+    "threads": 2,
+    "device": "cpu",
+    "grad_clip": 1.0,
+    "max_train_windows": None,  # cap on training rows (classifier: all positives kept, up to half)
+    "init": None,  # initial weights (checkpoint, state dict or shipped name); optimizer starts fresh
+}
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "structure": {"loss": "mse", "lr": 5e-4},
+    "mfe": {"loss": "mse", "profile_source": "predicted", "structure_weights": None},
+    "classifier": {
+        "loss": "focal",
+        "lr": 1e-4,
+        "alpha": 1.0,
+        "gamma": 4.0,
+        "positive_species": ["hsa"],
+        "pos_fraction": 0.3,
+        "profile_source": "predicted",
+        "structure_weights": None,
+        "mfe_weights": None,
+        "classifier_extra": True,  # more genomic-context positives and background windows
+    },
+}
+
+
+#: the paper's optimiser settings; select with ``{"recipe": "paper"}``
+PAPER_RECIPE: dict[str, Any] = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "schedule": "constant",
+                                "warmup": 0.0, "grad_clip": None}
+
+
+def default_config(stage: str) -> dict[str, Any]:
+    """Full default configuration of one stage."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    return {**BASE, **DEFAULTS[stage], "stage": stage}
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the checkout, if any."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("mire2e-viz")
+    except PackageNotFoundError:
+        v = "0.1.0"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{v}+git.{sha}" if sha else v
+
+
+def hardware() -> str:
+    """One-line description of the machine that trains."""
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _seed_all(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_state(path_or_name: str | Path, stage: str) -> dict:
+    """A stage state dict from a checkpoint, a bare state-dict file or shipped weights name."""
+    import torch
+
+    from . import weights
+
+    p = Path(path_or_name)
+    if not p.exists() and str(path_or_name) in weights.available():
+        return weights.get(str(path_or_name))[stage].state_dict()
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 - a local training checkpoint (holds RNG state): trusted
+        obj = torch.load(p, weights_only=False, map_location="cpu")
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
+
+
+def load_arrays(config: dict) -> dict[str, np.ndarray]:
+    """Training arrays: from ``config["data"]`` (.npz) or the cached window table."""
+    if config.get("data"):
+        with np.load(config["data"], allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    from .trainingdata import classifier_extra, load_windows
+
+    sets = [load_windows(config.get("data_seed", 0))]
+    if config.get("stage") == "classifier" and config.get("classifier_extra"):
+        sets.append(classifier_extra(config.get("data_seed", 0)))
+    parts = []
+    for ws, arrays in sets:
+        part = {k: v for k, v in arrays.items()}
+        part.update(split=ws.split, species=ws.species, kind=ws.kind)
+        parts.append(part)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def predict_stages(arrays: dict[str, np.ndarray], structure_weights: str | None, mfe_weights: str | None,
+                   batch_size: int = 256, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """Run stage 1 (and 2) on every window; returns ``pred_profile`` and ``pred_mfe_raw``.
+
+    Results are cached in ``cache`` (an .npz) when given.
+    """
+    import torch
+
+    from .encoding import one_hot, structure_pe
+    from .model import build
+
+    if cache is not None and Path(cache).exists():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    from tqdm.auto import tqdm
+
+    codes, lengths = arrays["codes"], arrays["lengths"]
+    out: dict[str, np.ndarray] = {}
+    s = build("structure").eval()
+    s.load_state_dict(load_state(structure_weights, "structure"))
+    prof = np.zeros(codes.shape, np.float32)
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(codes), batch_size), desc="structure", disable=not progress):
+            oh = torch.from_numpy(one_hot(codes[i : i + batch_size]))
+            pe = torch.from_numpy(structure_pe(lengths[i : i + batch_size]))
+            prof[i : i + batch_size] = s(oh, pe).numpy()
+    out["pred_profile"] = prof
+    if mfe_weights:
+        m = build("mfe").eval()
+        m.load_state_dict(load_state(mfe_weights, "mfe"))
+        raw = np.zeros(len(codes), np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(codes), batch_size):
+                oh = torch.from_numpy(one_hot(codes[i : i + batch_size]))
+                raw[i : i + batch_size] = m(oh, torch.from_numpy(prof[i : i + batch_size])).numpy()
+        out["pred_mfe_raw"] = raw
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **out)
+    return out
+
+
+def focal_loss(logits, target_pos, alpha: float = 1.0, gamma: float = 4.0):
+    """Focal loss on two-class logits (column 0 = pre-miRNA).
+
+    ``FL = -alpha * (1 - p_t)^gamma * log(p_t)``, averaged over the batch.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=1)
+    cls = (1 - target_pos.long())  # positive -> class 0
+    logpt = logp.gather(1, cls[:, None]).squeeze(1)
+    pt = logpt.exp()
+    return (-alpha * (1 - pt) ** gamma * logpt).mean()
+
+
+class _Batches:
+    """Seeded index sampler; the classifier's draws a fixed share of positives."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, pos: np.ndarray | None = None, pos_fraction: float = 0.0):
+        self.n, self.bs = n, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.pos = None if pos is None or pos_fraction <= 0 else np.flatnonzero(pos)
+        self.neg = None if self.pos is None else np.flatnonzero(~pos)
+        self.pf = pos_fraction
+        self.perm, self.i = self.rng.permutation(n), 0
+
+    def next(self) -> np.ndarray:
+        if self.pos is not None:
+            k = self.rng.binomial(self.bs, self.pf)
+            return np.concatenate([self.rng.choice(self.pos, k), self.rng.choice(self.neg, self.bs - k)])
+        if self.i + self.bs > self.n:
+            self.perm, self.i = self.rng.permutation(self.n), 0
+        idx = self.perm[self.i : self.i + self.bs]
+        self.i += self.bs
+        return idx
+
+
+def _lr_factor(config: dict, step: int, elapsed_min: float) -> float:
+    if config["schedule"] == "constant":
+        return 1.0
+    if config.get("max_minutes"):
+        frac = min(elapsed_min / float(config["max_minutes"]), 1.0)
+    else:
+        frac = min(step / max(int(config["max_steps"]), 1), 1.0)
+    w = float(config["warmup"])
+    if frac < w:
+        return max(frac / w, 0.02)
+    return 0.5 * (1 + math.cos(math.pi * (frac - w) / max(1 - w, 1e-9))) * 0.98 + 0.02
+
+
+# ------------------------------------------------------------------- training
+
+
+def _inputs(stage: str, arrays: dict[str, np.ndarray], idx: np.ndarray, config: dict, device):
+    import torch
+
+    from .encoding import one_hot, structure_pe
+
+    oh = torch.from_numpy(one_hot(arrays["codes"][idx])).to(device)
+    if stage == "structure":
+        pe = torch.from_numpy(structure_pe(arrays["lengths"][idx])).to(device)
+        return (oh, pe), torch.from_numpy(arrays["profile"][idx]).to(device)
+    use_pred = config.get("profile_source") == "predicted" and "pred_profile" in arrays
+    prof = torch.from_numpy(arrays["pred_profile" if use_pred else "profile"][idx]).to(device)
+    if stage == "mfe":
+        return (oh, prof), torch.from_numpy(arrays["mfe_raw"][idx]).to(device)
+    mfe_key = "pred_mfe_raw" if use_pred and "pred_mfe_raw" in arrays else "mfe_raw"
+    mfe = torch.from_numpy(arrays[mfe_key][idx]).to(device)
+    return (oh, prof, mfe), torch.from_numpy(arrays["label"][idx]).to(device)
+
+
+def _loss(stage: str, model, inputs, target, config: dict):
+    import torch.nn.functional as F
+
+    if stage == "classifier":
+        return focal_loss(model.logits(*inputs), target, config["alpha"], config["gamma"])
+    return F.mse_loss(model(*inputs).float(), target.float())
+
+
+def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float]:
+    import torch
+
+    model.eval()
+    losses, outs = [], []
+    with torch.inference_mode():
+        for i in range(0, len(idx), 128):
+            b = idx[i : i + 128]
+            inputs, target = _inputs(stage, arrays, b, config, device)
+            losses.append(float(_loss(stage, model, inputs, target, config)) * len(b))
+            outs.append(model(*inputs).float().cpu().numpy())
+    model.train()
+    out = np.concatenate(outs) if outs else np.zeros(0)
+    res = {"val_loss": sum(losses) / max(len(idx), 1)}
+    if stage == "structure":
+        tgt = arrays["profile"][idx]
+        mask = np.arange(tgt.shape[1])[None] < arrays["lengths"][idx][:, None]
+        pred3 = np.where(out > 0.5, 1, np.where(out < -0.5, -1, 0))
+        res["val_acc3"] = float((pred3 == tgt)[mask].mean())
+    elif stage == "mfe":
+        tgt = arrays["mfe_raw"][idx] * arrays["lengths"][idx]
+        est = out * arrays["lengths"][idx]
+        res["val_pearson"] = float(np.corrcoef(est, tgt)[0, 1]) if len(idx) > 2 else float("nan")
+        res["val_mae_kcal"] = float(np.abs(est - tgt).mean())
+    else:
+        from sklearn.metrics import average_precision_score
+
+        y = arrays["label"][idx]
+        if 0 < y.sum() < len(y):
+            res["val_aupr"] = float(average_precision_score(y, out))
+    return res
+
+
+def _training_rows(stage: str, arrays: dict[str, np.ndarray], config: dict) -> tuple[np.ndarray, np.ndarray]:
+    n = len(arrays["codes"])
+    split = arrays.get("split", np.array(["train"] * n))
+    train = split == "train"
+    val = split == "val"
+    if stage == "classifier" and "species" in arrays:
+        pos_ok = np.isin(arrays["species"], config["positive_species"])
+        keep = (arrays["label"] == 0) | pos_ok
+        train &= keep
+        val &= keep
+    return np.flatnonzero(train), np.flatnonzero(val)
+
+
+def train_stage(stage: str, config: dict | str | Path | None = None, out: str | Path = "runs/train",
+                resume: str | Path | None = None, arrays: dict[str, np.ndarray] | None = None,
+                progress: bool = True) -> Path:
+    """Train one stage and return the path of its final checkpoint.
+
+    Parameters
+    ----------
+    stage
+        ``structure``, ``mfe`` or ``classifier``.
+    config
+        Overrides of :func:`default_config` (a dict, a JSON file or a JSON string).
+    out
+        Output directory: ``config.json``, ``last.pt`` (checkpoint), ``history.jsonl``.
+    resume
+        A checkpoint to continue (optimizer, step and RNG included), or a state
+        dict / shipped weights name (``hsa``) to start from.
+    arrays
+        Training arrays (``codes``, ``lengths``, ``profile``, ``mfe_raw``,
+        ``label``, optional ``split``/``species``/``pred_profile``/``pred_mfe_raw``);
+        default: the cached window table (:mod:`mire2e_viz.trainingdata`).
+    progress
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<out>/last.pt``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .model import build
+
+    cfg = default_config(stage)
+    if isinstance(config, (str, Path)):
+        text = Path(config).read_text() if Path(str(config)).exists() else str(config)
+        config = json.loads(text)
+    cfg.update(config or {})
+    if cfg.get("recipe") == "paper":  # the published baseline, verbatim
+        cfg.update(PAPER_RECIPE)
+    cfg["stage"] = stage
+    torch.set_num_threads(int(cfg["threads"]))
+    device = torch.device(cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _seed_all(int(cfg["seed"]))
+
+    if arrays is None:
+        arrays = load_arrays(cfg)
+    arrays = dict(arrays)
+    train_idx, val_idx = _training_rows(stage, arrays, cfg)
+    rng = np.random.default_rng(int(cfg["seed"]))
+    eval_idx = np.sort(rng.permutation(val_idx)[: int(cfg["eval_windows"])]) if len(val_idx) else val_idx
+    cap = cfg.get("max_train_windows")
+    if cap and len(train_idx) > int(cap):
+        # keep every positive (up to half the cap), fill with random negatives
+        lab = arrays["label"][train_idx]
+        pos_i = rng.permutation(train_idx[lab == 1])[: int(cap) // 2] if stage == "classifier" else train_idx[:0]
+        rest = np.setdiff1d(train_idx, pos_i)
+        train_idx = np.sort(np.concatenate([pos_i, rng.permutation(rest)[: int(cap) - len(pos_i)]]))
+    if stage != "structure" and cfg.get("profile_source") == "predicted" and "pred_profile" not in arrays:
+        if not cfg.get("structure_weights"):
+            raise ValueError(f"stage {stage!r} with profile_source='predicted' needs structure_weights")
+        # predict only the rows this run uses
+        rows = np.concatenate([train_idx, eval_idx])
+        n_all = len(arrays["codes"])
+        arrays = {k: v[rows] for k, v in arrays.items() if hasattr(v, "__len__") and len(v) == n_all}
+        train_idx, eval_idx = np.arange(len(train_idx)), np.arange(len(train_idx), len(rows))
+        mfe_w = cfg.get("mfe_weights") if stage == "classifier" else None
+        digest_rows = __import__("hashlib").sha1(rows.tobytes()).hexdigest()[:10]
+        key = f"{Path(str(cfg['structure_weights'])).parent.name}_{Path(str(mfe_w)).parent.name if mfe_w else 'none'}_{digest_rows}"
+        cache = out / f"pred_{key}.npz"
+        arrays.update(predict_stages(arrays, cfg["structure_weights"], mfe_w, cache=cache, progress=progress))
+
+    model = build(stage).to(device)
+    if cfg["optimizer"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
+    elif cfg["optimizer"] == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    else:
+        raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
+    step, elapsed0, history = 0, 0.0, []
+    pos = arrays["label"][train_idx].astype(bool) if stage == "classifier" else None
+    sampler = _Batches(len(train_idx), int(cfg["batch_size"]), int(cfg["seed"]), pos, cfg.get("pos_fraction", 0.0))
+    if resume is not None:
+        obj = None
+        if Path(str(resume)).exists():
+            obj = torch.load(resume, weights_only=False, map_location="cpu")
+        if isinstance(obj, dict) and "optimizer" in obj:
+            model.load_state_dict(obj["model"])
+            opt.load_state_dict(obj["optimizer"])
+            step, elapsed0, history = obj["step"], obj["elapsed_s"], obj.get("history", [])
+            rs = obj["sampler_rng"]
+            if isinstance(rs, dict):
+                sampler.rng.bit_generator.state = rs
+            else:
+                sampler.rng = rs
+            torch.set_rng_state(obj["torch_rng"])
+        else:
+            model.load_state_dict(load_state(resume, stage))
+    if cfg.get("init") and resume is None:
+        model.load_state_dict(load_state(cfg["init"], stage))
+    (out / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+    model.train()
+
+    def save(path: Path) -> None:
+        torch.save({
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "elapsed_s": elapsed0 + time.time() - t0, "history": history, "config": cfg,
+            "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "hardware": hardware(), "stage": stage,
+        }, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    t0 = time.time()
+    max_steps = int(cfg["max_steps"])
+    max_s = float(cfg["max_minutes"]) * 60 if cfg.get("max_minutes") else float("inf")
+    bar = tqdm(total=max_steps, initial=step, desc=f"train {stage}", disable=not progress)
+    ema = None
+    log = open(out / "history.jsonl", "a")
+    while step < max_steps and elapsed0 + time.time() - t0 < max_s:
+        factor = _lr_factor(cfg, step, (elapsed0 + time.time() - t0) / 60)
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * factor
+        idx = train_idx[sampler.next()]
+        inputs, target = _inputs(stage, arrays, idx, cfg, device)
+        loss = _loss(stage, model, inputs, target, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+        opt.step()
+        step += 1
+        lv = float(loss.detach())
+        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema:.4f}", lr=f"{cfg['lr'] * factor:.2e}")
+        rec: dict[str, Any] = {"step": step, "loss": lv, "loss_ema": ema, "lr": cfg["lr"] * factor,
+                               "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
+        if len(eval_idx) and (step % int(cfg["eval_every"]) == 0):
+            rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
+            history.append(rec)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if step % int(cfg["ckpt_every"]) == 0:
+            save(out / "last.pt")
+    bar.close()
+    if len(eval_idx):
+        rec = {"step": step, "final": True, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
+        rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
+        history.append(rec)
+        log.write(json.dumps(rec) + "\n")
+    log.close()
+    save(out / "last.pt")
+    return out / "last.pt"
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to a CLI's subparsers."""
+    p = subparsers.add_parser("train", help="train one stage of the cascade",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--config", help="JSON file or JSON string overriding the defaults")
+    p.add_argument("--out", default=None, help="output directory (default runs/<stage>)")
+    p.add_argument("--resume", default=None, help="checkpoint, state dict or shipped weights name")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.set_defaults(func=_cli_main)
+    return p
+
+
+def _cli_main(args: argparse.Namespace) -> int:
+    cfg: dict[str, Any] = {}
+    if args.config:
+        text = Path(args.config).read_text() if Path(args.config).exists() else args.config
+        cfg.update(json.loads(text))
+    if args.device:
+        cfg["device"] = args.device
+    if args.max_steps is not None:
+        cfg["max_steps"] = args.max_steps
+    if args.max_minutes is not None:
+        cfg["max_minutes"] = args.max_minutes
+    path = train_stage(args.stage, cfg, out=args.out or f"runs/{args.stage}", resume=args.resume)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m mire2e_viz.train structure ...``."""
+    parser = argparse.ArgumentParser(prog="mire2e-viz")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_cli(sub)
+    args = parser.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+# --------------------------------------------------------------------- export
+
+
+def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = None,
+           stage_meta: dict[str, dict] | None = None, out_dir: str | Path | None = None) -> Path:
+    """Write shipped weights (compact fp16) and their JSON record.
+
+    Parameters
+    ----------
+    name
+        Model name (``hsa``): files ``<name>-<stage>.pt`` and ``<name>.json``.
+    checkpoints
+        ``stage -> checkpoint`` produced by :func:`train_stage`.
+    meta
+        Metadata common to all stages (training data, metrics, ...).
+    stage_meta
+        Extra metadata per stage.
+    out_dir
+        Default: the package's ``weights/`` directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON record file.
+    """
+    import torch
+
+    from . import weights as W
+
+    out_dir = Path(out_dir) if out_dir else W.WEIGHTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"name": name, "meta": dict(meta or {}), "stages": {}}
+    old = out_dir / f"{name}.json"
+    if old.exists():
+        prev = json.loads(old.read_text())
+        for k, v in prev.get("meta", {}).items():
+            doc["meta"].setdefault(k, v)
+    doc["meta"].setdefault("layout", "fixed")
+    doc["meta"].setdefault("code_version", code_version())
+    doc["meta"].setdefault("date", time.strftime("%Y-%m-%d"))
+    for stage in STAGES:
+        ck = torch.load(checkpoints[stage], weights_only=False, map_location="cpu")
+        info = W.export_state_dict(ck["model"], stage, out_dir / f"{name}-{stage}.pt")
+        cfg = {k: v for k, v in ck["config"].items() if k not in ("data",)}
+        final = [h for h in ck.get("history", []) if h.get("final")]
+        # follow the chain of initialisations (pre-training runs) for the full budget
+        chain, prev, src = [], ck, checkpoints[stage]
+        while True:
+            chain.append({"run": str(Path(str(src)).parent),
+                          "steps": prev["step"], "batch_size": prev["config"]["batch_size"],
+                          "wall_time_s": round(prev["elapsed_s"], 1),
+                          "profile_source": prev["config"].get("profile_source", "n/a"),
+                          "optimizer": prev["config"]["optimizer"], "lr": prev["config"]["lr"],
+                          "hardware": prev.get("hardware", "")})
+            init = prev["config"].get("init")
+            if not init or not Path(str(init)).is_file():
+                break
+            prev, src = torch.load(init, weights_only=False, map_location="cpu"), init
+        rec_meta = {
+            "recipe": cfg,
+            "steps": sum(c["steps"] for c in chain),
+            "windows_seen": sum(c["steps"] * int(c["batch_size"]) for c in chain),
+            "wall_time_s": round(sum(c["wall_time_s"] for c in chain), 1),
+            "training_runs": chain[::-1],
+            "hardware": ck.get("hardware", ""),
+            "final_validation": final[-1] if final else {},
+            "omitted": info["omitted"],
+            "stored_params": info["stored_params"],
+            "bytes": info["bytes"],
+            "storage": "fp16 (BatchNorm statistics and positional table fp32)",
+            **(stage_meta or {}).get(stage, {}),
+        }
+        doc["stages"][stage] = {"file": info["file"], "sha256": info["sha256"], "meta": rec_meta}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    return path

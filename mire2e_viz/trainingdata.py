@@ -1,0 +1,616 @@
+"""Training and evaluation data for the miRe2e cascade.
+
+Everything is read by path from the shared data directory (``$MIRE2E_DATA_DIR``,
+default ``<repo>/../shared/data``); nothing from it is copied into the repository.
+Derived artefacts (RNAfold labels, window tables) are cached under a work
+directory (default ``<repo>/runs/cache``).
+
+Design
+------
+* **Positives**: miRBase 22 hairpins (hsa, mmu, mml, rno). The human model's
+  classifier uses the human hairpins as positives; the other species add
+  diversity to the structure and MFE stages only.
+* **Negatives**: CODING pseudo-hairpins, Rfam non-miRNA ncRNAs, 100-nt windows
+  of human genomic background (chr21 and the 8 miRNA-free regions, both
+  strands) and dinucleotide-shuffled hairpins.
+* **Genomic context**: every hairpin and every pseudo-hairpin / ncRNA of at
+  most 100 nt appears twice, once isolated (zero-padded to 100 nt, as miRe2e
+  trained) and once placed at a uniformly random offset inside a 100-nt
+  window of real chr21 background (random strand). Treating negatives the same
+  way stops the classifier from learning "padding means positive".
+* **Splits**: hairpins are clustered by miRNA family name (species prefix and
+  paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
+  Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never
+  straddle train and validation. Clusters that hold a DeepMirCut validation
+  hairpin or one of the chr19 example hairpins (mir-23a/27a/24-2) always go to
+  validation; further clusters are drawn at random (seeded) up to
+  ``val_fraction``. Negatives are split at random (seeded); chr21 is cut into
+  disjoint blocks: training flanks/background ``[0, 700k)``, validation
+  ``[700k, 800k)``, false-positive scan ``[800k, 1M)``.
+* **Labels**: RNAfold (ViennaRNA, default parameters, 37 °C) of exactly the
+  nucleotides the network sees (the real length of a padded sequence, the whole
+  window otherwise); structure ``'(' = 1, '.' = 0, ')' = -1`` (0 on padding),
+  MFE target ``|MFE| / length``. Folds run in a process pool and are cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from .encoding import WINDOW, pad_codes, reverse_complement
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: chr21 background blocks (0-based, half-open), disjoint by construction
+CHR21_TRAIN = (0, 700_000)
+CHR21_VAL = (700_000, 800_000)
+CHR21_FP = (800_000, 1_000_000)
+
+#: families held out of training because the localization benchmark uses them
+CHR19_FAMILIES = ("mir-23", "mir-27", "mir-24")
+
+SPECIES = ("hsa", "mmu", "mml", "rno")
+
+
+def data_dir() -> Path:
+    """Shared data directory: ``$MIRE2E_DATA_DIR`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("MIRE2E_DATA_DIR")
+    return Path(env) if env else (REPO / ".." / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Cache directory: ``$MIRE2E_CACHE_DIR`` or ``<repo>/runs/cache`` (created)."""
+    env = os.environ.get("MIRE2E_CACHE_DIR")
+    path = Path(env) if env else REPO / "runs" / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def read_fasta(path: str | Path) -> list[tuple[str, str]]:
+    """Read a FASTA file into ``(header, sequence)`` pairs.
+
+    Sequences are upper-cased and converted to the RNA alphabet (T -> U);
+    headers keep everything after ``>`` (whitespace-stripped).
+    """
+    records: list[tuple[str, str]] = []
+    name, chunks = None, []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(">"):
+                if name is not None:
+                    records.append((name, "".join(chunks).upper().replace("T", "U")))
+                name, chunks = line[1:].strip(), []
+            else:
+                chunks.append(line)
+    if name is not None:
+        records.append((name, "".join(chunks).upper().replace("T", "U")))
+    return records
+
+
+def read_genome(path: str | Path) -> str:
+    """Concatenate all records of a FASTA file (RNA alphabet)."""
+    return "".join(s for _, s in read_fasta(path))
+
+
+def family_key(name: str) -> str:
+    """miRNA family key of a hairpin name.
+
+    Strips the species prefix and paralog suffixes (trailing ``-<n>`` and
+    letters): ``hsa-mir-24-2`` -> ``mir-24``, ``mmu-let-7a-1`` -> ``let-7``,
+    ``hsa-mir-23a`` -> ``mir-23``.
+    """
+    parts = name.split()[0].lower().split("-")
+    if len(parts) > 1 and len(parts[0]) == 3:
+        parts = parts[1:]
+    if len(parts) >= 2:
+        core = re.match(r"\d+", parts[1])
+        return f"{parts[0]}-{core.group(0) if core else parts[1]}"
+    return parts[0]
+
+
+# ------------------------------------------------------------------- clustering
+
+
+def _kmer_matrix(seqs: Sequence[str], k: int):
+    from scipy import sparse
+
+    table = {"A": 0, "C": 1, "G": 2, "U": 3}
+    rows, cols = [], []
+    for i, s in enumerate(seqs):
+        idx = np.array([table.get(c, 0) for c in s], dtype=np.int64)
+        if idx.size < k:
+            continue
+        codes = np.zeros(idx.size - k + 1, dtype=np.int64)
+        for j in range(k):
+            codes = codes * 4 + idx[j : j + idx.size - k + 1]
+        codes = np.unique(codes)
+        rows.append(np.full(codes.size, i))
+        cols.append(codes)
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    return sparse.csr_matrix((np.ones(r.size, np.float32), (r, c)), shape=(len(seqs), 4**k))
+
+
+def kmer_jaccard_pairs(
+    a: Sequence[str], b: Sequence[str] | None = None, k: int = 8, threshold: float = 0.3
+) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)`` with k-mer Jaccard similarity >= ``threshold``.
+
+    With ``b=None`` pairs within ``a`` (``i < j``), else between ``a`` and ``b``.
+    """
+    xa = _kmer_matrix(a, k)
+    xb = xa if b is None else _kmer_matrix(b, k)
+    inter = (xa @ xb.T).tocoo()
+    na = np.asarray(xa.sum(1)).ravel()
+    nb = np.asarray(xb.sum(1)).ravel()
+    union = na[inter.row] + nb[inter.col] - inter.data
+    jac = inter.data / np.maximum(union, 1)
+    keep = jac >= threshold
+    if b is None:
+        keep &= inter.row < inter.col
+    return list(zip(inter.row[keep].tolist(), inter.col[keep].tolist(), strict=True))
+
+
+def cluster_hairpins(names: Sequence[str], seqs: Sequence[str], k: int = 8, threshold: float = 0.3) -> np.ndarray:
+    """Single-linkage clusters from family names and k-mer Jaccard similarity.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cluster id per hairpin (``int64``, ids are the smallest member index).
+    """
+    parent = list(range(len(seqs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first: dict[str, int] = {}
+    for i, n in enumerate(names):
+        fam = family_key(n)
+        if fam in first:
+            union(first[fam], i)
+        else:
+            first[fam] = i
+    for i, j in kmer_jaccard_pairs(seqs, None, k, threshold):
+        union(i, j)
+    return np.array([find(i) for i in range(len(seqs))], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- sequence ops
+
+
+def dinuc_shuffle(seq: str, rng: np.random.Generator) -> str:
+    """Dinucleotide-preserving shuffle (Altschul & Erickson 1985, Euler-path method)."""
+    if len(seq) < 3:
+        return seq
+    edges: dict[str, list[str]] = defaultdict(list)
+    for a, b in zip(seq[:-1], seq[1:], strict=True):
+        edges[a].append(b)
+    last = seq[-1]
+    while True:
+        lastedge = {v: int(rng.integers(len(outs))) for v, outs in edges.items() if v != last}
+        ok = True
+        for v in lastedge:
+            seen, u = set(), v
+            while u != last:
+                if u in seen:
+                    ok = False
+                    break
+                seen.add(u)
+                u = edges[u][lastedge[u]]
+            if not ok:
+                break
+        if ok:
+            break
+    lists: dict[str, list[str]] = {}
+    for v, outs in edges.items():
+        outs = list(outs)
+        if v in lastedge:
+            tail = outs.pop(lastedge[v])
+            rng.shuffle(outs)
+            outs.append(tail)
+        else:
+            rng.shuffle(outs)
+        lists[v] = outs
+    out, pos, u = [seq[0]], defaultdict(int), seq[0]
+    for _ in range(len(seq) - 1):
+        nxt = lists[u][pos[u]]
+        pos[u] += 1
+        out.append(nxt)
+        u = nxt
+    return "".join(out)
+
+
+def center_crop(seq: str, length: int = WINDOW) -> str:
+    """The central ``length`` nt of ``seq`` (``seq`` itself if shorter)."""
+    if len(seq) <= length:
+        return seq
+    start = (len(seq) - length) // 2
+    return seq[start : start + length]
+
+
+def embed(seq: str, background: str, rng: np.random.Generator, length: int = WINDOW) -> tuple[str, int]:
+    """Place ``seq`` (cropped to ``length``) at a random offset in a background window.
+
+    The flanks are one contiguous random stretch of ``background`` (random
+    strand) split at the insertion point. Returns the window and the offset.
+    """
+    seq = center_crop(seq, length)
+    n_flank = length - len(seq)
+    offset = int(rng.integers(n_flank + 1))
+    start = int(rng.integers(len(background) - n_flank))
+    flank = background[start : start + n_flank]
+    if rng.random() < 0.5:
+        flank = reverse_complement(flank)
+    return flank[:offset] + seq + flank[offset:], offset
+
+
+def random_windows(genome: str, n: int, rng: np.random.Generator, length: int = WINDOW) -> list[str]:
+    """``n`` random ``length``-nt windows of ``genome`` on a random strand."""
+    starts = rng.integers(0, len(genome) - length, size=n)
+    out = []
+    for s in starts:
+        w = genome[s : s + length]
+        out.append(reverse_complement(w) if rng.random() < 0.5 else w)
+    return out
+
+
+# ------------------------------------------------------------------- RNAfold
+
+
+def _fold_one(seq: str) -> tuple[str, float]:
+    import RNA
+
+    db, mfe = RNA.fold(seq)
+    return db, float(mfe)
+
+
+def fold_many(seqs: Iterable[str], processes: int = 2, cache: Path | None = None, progress: bool = True) -> dict[str, tuple[str, float]]:
+    """RNAfold every distinct sequence, in parallel, with a persistent cache.
+
+    Parameters
+    ----------
+    seqs
+        RNA sequences.
+    processes
+        Worker processes (``multiprocessing.Pool``).
+    cache
+        Pickle file mapping sequence -> ``(dot-bracket, mfe)``; default
+        ``cache_dir()/rnafold.pkl``.
+    progress
+        Show a tqdm bar.
+
+    Returns
+    -------
+    dict
+        ``sequence -> (dot-bracket, MFE in kcal/mol)`` for every requested sequence.
+    """
+    cache = cache or cache_dir() / "rnafold.pkl"
+    known: dict[str, tuple[str, float]] = {}
+    if cache.exists():
+        with open(cache, "rb") as fh:
+            known = pickle.load(fh)
+    wanted = list(dict.fromkeys(seqs))
+    todo = [s for s in wanted if s not in known]
+    if todo:
+        from tqdm.auto import tqdm
+
+        with Pool(processes) as pool:
+            it = pool.imap(_fold_one, todo, chunksize=64)
+            for s, res in zip(todo, tqdm(it, total=len(todo), desc="RNAfold", disable=not progress), strict=True):
+                known[s] = res
+        tmp = cache.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(known, fh)
+        tmp.replace(cache)
+    return {s: known[s] for s in wanted}
+
+
+def profile_from_dotbracket(db: str, length: int = WINDOW) -> np.ndarray:
+    """Reference encoding of a dot-bracket: '(' = 1, '.' = 0, ')' = -1, zero-padded."""
+    out = np.zeros(length, dtype=np.float32)
+    arr = np.frombuffer(db.encode("ascii"), dtype=np.uint8)
+    vals = np.zeros(arr.size, dtype=np.float32)
+    vals[arr == ord("(")] = 1.0
+    vals[arr == ord(")")] = -1.0
+    out[: arr.size] = vals
+    return out
+
+
+# --------------------------------------------------------------- window table
+
+
+@dataclass
+class WindowSet:
+    """A table of 100-nt windows with RNAfold labels.
+
+    Attributes
+    ----------
+    seqs
+        Window sequences (at most 100 nt; shorter ones are zero-padded by the model input).
+    label
+        1 = pre-miRNA (hairpin), 0 = negative.
+    kind
+        Source: ``hairpin``, ``hairpin_ctx`` (hairpin in genomic context),
+        ``coding``, ``coding_ctx``, ``rfam``, ``rfam_ctx``, ``genomic``, ``shuffled``.
+    species
+        Three-letter species code of a hairpin ('' for negatives).
+    name
+        Record name.
+    split
+        ``train`` or ``val``.
+    """
+
+    seqs: list[str]
+    label: np.ndarray
+    kind: np.ndarray
+    species: np.ndarray
+    name: np.ndarray
+    split: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def subset(self, mask: np.ndarray) -> WindowSet:
+        """Rows where ``mask`` is true."""
+        idx = np.flatnonzero(mask)
+        return WindowSet(
+            [self.seqs[i] for i in idx], self.label[idx], self.kind[idx], self.species[idx],
+            self.name[idx], self.split[idx], dict(self.meta),
+        )
+
+    def arrays(self, processes: int = 2) -> dict[str, np.ndarray]:
+        """Encoded inputs and RNAfold targets.
+
+        Returns
+        -------
+        dict
+            ``codes`` (N, 100) uint8, ``lengths`` (N,), ``profile`` (N, 100)
+            float32 targets, ``mfe`` (N,) kcal/mol, ``mfe_raw`` (N,) = |MFE|/length,
+            ``label`` (N,) int64.
+        """
+        folds = fold_many(self.seqs, processes=processes)
+        codes, lengths = pad_codes(self.seqs)
+        prof = np.stack([profile_from_dotbracket(folds[s][0]) for s in self.seqs]) if self.seqs else np.zeros((0, WINDOW), np.float32)
+        mfe = np.array([folds[s][1] for s in self.seqs], dtype=np.float32)
+        return {
+            "codes": codes,
+            "lengths": lengths,
+            "profile": prof,
+            "mfe": mfe,
+            "mfe_raw": np.abs(mfe) / lengths.astype(np.float32),
+            "label": self.label.astype(np.int64),
+        }
+
+
+def load_hairpins() -> tuple[list[str], list[str], list[str]]:
+    """miRBase 22 hairpins of the four species: names, sequences, species codes."""
+    names, seqs, species = [], [], []
+    for sp in SPECIES:
+        for h, s in read_fasta(data_dir() / "mirbase" / f"hairpin_v22_{sp}.fa"):
+            names.append(h.split()[0])
+            seqs.append(s)
+            species.append(sp)
+    return names, seqs, species
+
+
+def load_deepmircut(base_only: bool = True) -> list[dict]:
+    """DeepMirCut validation rows: name, extended sequence, hairpin start/end (1-based)."""
+    rows = []
+    with open(data_dir() / "deepmircut" / "validationSet.txt") as fh:
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            if len(f) < 12 or not f[9].isdigit():
+                continue
+            if base_only and "_x" in f[0]:
+                continue
+            seq = f[11].upper().replace("T", "U")
+            rows.append({"id": f[0], "name": f[1], "start": int(f[9]), "end": int(f[10]), "seq": seq,
+                         "hairpin": seq[int(f[9]) - 1 : int(f[10])]})
+    return rows
+
+
+def make_split(seed: int = 0, val_fraction: float = 0.12) -> dict:
+    """Cluster the hairpins and assign clusters to train / validation.
+
+    Returns
+    -------
+    dict
+        ``names``, ``species``, ``cluster`` and ``split`` per hairpin, plus counts
+        and the reason each forced validation cluster was forced.
+    """
+    names, seqs, species = load_hairpins()
+    cl = cluster_hairpins(names, seqs)
+    forced: dict[int, str] = {}
+    for i, n in enumerate(names):
+        if family_key(n) in CHR19_FAMILIES:
+            forced[int(cl[i])] = "chr19 example family"
+    dmc = load_deepmircut()
+    for i, _j in kmer_jaccard_pairs(seqs, [r["hairpin"] for r in dmc], 8, 0.3):
+        forced.setdefault(int(cl[i]), "DeepMirCut validation hairpin")
+    dmc_fams = {family_key(r["name"]) for r in dmc}
+    for i, n in enumerate(names):
+        if family_key(n) in dmc_fams:
+            forced.setdefault(int(cl[i]), "DeepMirCut validation family")
+    rng = np.random.default_rng(seed)
+    clusters = np.unique(cl)
+    val = set(forced)
+    n_val_target = int(round(val_fraction * len(seqs)))
+    n_val = int(np.isin(cl, list(val)).sum())
+    for c in rng.permutation(clusters):
+        if n_val >= n_val_target:
+            break
+        if int(c) in val:
+            continue
+        val.add(int(c))
+        n_val += int((cl == c).sum())
+    split = np.where(np.isin(cl, list(val)), "val", "train")
+    return {
+        "seed": seed,
+        "names": names,
+        "species": species,
+        "cluster": cl.tolist(),
+        "split": split.tolist(),
+        "forced": {str(k): v for k, v in forced.items()},
+        "counts": {
+            "hairpins": len(seqs),
+            "clusters": int(clusters.size),
+            "train": int((split == "train").sum()),
+            "val": int((split == "val").sum()),
+            "train_hsa": int(((split == "train") & (np.array(species) == "hsa")).sum()),
+            "val_hsa": int(((split == "val") & (np.array(species) == "hsa")).sum()),
+        },
+    }
+
+
+def build_windows(seed: int = 0, val_fraction: float = 0.12, n_genomic: int = 8000, neg_val_fraction: float = 0.1) -> WindowSet:
+    """Assemble the full window table (train and validation), seeded.
+
+    The split is saved to ``cache_dir()/split_seed<seed>.json``.
+    """
+    rng = np.random.default_rng(seed)
+    split = make_split(seed, val_fraction)
+    (cache_dir() / f"split_seed{seed}.json").write_text(json.dumps(split))
+    names, seqs, species = load_hairpins()
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    bg = {"train": chr21[slice(*CHR21_TRAIN)], "val": chr21[slice(*CHR21_VAL)]}
+    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
+    cut = int(len(regions) * 0.85)
+    regions_split = {"train": regions[:cut], "val": regions[cut:]}
+
+    rows: list[tuple[str, int, str, str, str, str]] = []
+
+    def add(seq: str, label: int, kind: str, sp: str, name: str, sp_split: str) -> None:
+        if 10 <= len(seq) <= WINDOW and set(seq) <= set("ACGUN"):
+            rows.append((seq, label, kind, sp, name, sp_split))
+
+    for n, s, sp, sl in zip(names, seqs, species, split["split"], strict=True):
+        add(center_crop(s), 1, "hairpin", sp, n, sl)
+        add(embed(s, bg[sl], rng)[0], 1, "hairpin_ctx", sp, n, sl)
+        add(center_crop(dinuc_shuffle(s, rng)), 0, "shuffled", "", n + "_shuf", sl)
+
+    def neg_split() -> str:
+        return "val" if rng.random() < neg_val_fraction else "train"
+
+    for h, s in read_fasta(data_dir() / "negatives" / "pseudo_hairpins_human_CODING_8494.fa"):
+        sl = neg_split()
+        add(center_crop(s), 0, "coding", "", h, sl)
+        if rng.random() < 0.5:
+            add(embed(s, bg[sl], rng)[0], 0, "coding_ctx", "", h, sl)
+    for h, s in read_fasta(data_dir() / "negatives" / "nRC_Rfam_6320_13classes.fa"):
+        if h.split()[-1] == "miRNA":
+            continue
+        sl = neg_split()
+        if len(s) > WINDOW:
+            st = int(rng.integers(len(s) - WINDOW + 1))
+            s = s[st : st + WINDOW]
+        add(s, 0, "rfam", "", h.split()[0], sl)
+        if len(s) < WINDOW and rng.random() < 0.5:
+            add(embed(s, bg[sl], rng)[0], 0, "rfam_ctx", "", h.split()[0], sl)
+    for sl, frac in (("train", 1 - neg_val_fraction), ("val", neg_val_fraction)):
+        n = int(n_genomic * frac)
+        for i, w in enumerate(random_windows(bg[sl], n * 3 // 4, rng) + random_windows(regions_split[sl], n // 4, rng)):
+            add(w, 0, "genomic", "", f"genomic_{sl}_{i}", sl)
+    seqs_, label, kind, sp_, name, spl = zip(*rows, strict=True)
+    ws = WindowSet(list(seqs_), np.array(label), np.array(kind), np.array(sp_), np.array(name), np.array(spl))
+    ws.meta = {"seed": seed, "split_counts": split["counts"], "forced_val_clusters": len(split["forced"])}
+    return ws
+
+
+def load_windows(seed: int = 0, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """Build (or load from cache) the window table and its encoded arrays with labels."""
+    path = cache_dir() / f"windows_seed{seed}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            fields, arrays = pickle.load(fh)
+        return WindowSet(**fields), arrays
+    ws = build_windows(seed)
+    arrays = ws.arrays(processes)
+    with open(path, "wb") as fh:
+        pickle.dump((dict(vars(ws)), arrays), fh)
+    return ws, arrays
+
+
+def counts(ws: WindowSet) -> dict[str, dict[str, int]]:
+    """Window counts per split and kind (for records and the model card)."""
+    out: dict[str, dict[str, int]] = {}
+    for sl in ("train", "val"):
+        m = ws.split == sl
+        kinds, n = np.unique(ws.kind[m], return_counts=True)
+        out[sl] = {str(k): int(c) for k, c in zip(kinds, n, strict=True)}
+        hs = m & (ws.species == "hsa") & (ws.label == 1)
+        out[sl]["hsa_positive_windows"] = int(hs.sum())
+    return out
+
+
+def digest(paths: Iterable[Path]) -> str:
+    """Short sha256 over the bytes of data files (provenance for records)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+if __name__ == "__main__":  # pragma: no cover - build the cache from the command line
+    ws, arr = load_windows()
+    print(json.dumps({"meta": ws.meta, "counts": counts(ws)}, indent=1))
+
+
+def classifier_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """Extra classifier training windows (train split only), cached.
+
+    ``n_ctx`` more genomic-context placements of every human training hairpin
+    (chr21 training block) and ``n_genomic`` more background windows (chr21
+    training block and the 8 regions' training part), both strands.
+    """
+    path = cache_dir() / f"classifier_extra_seed{seed}_{n_ctx}_{n_genomic}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            fields, arrays = pickle.load(fh)
+        return WindowSet(**fields), arrays
+    rng = np.random.default_rng(seed + 1000)
+    split = make_split(seed)
+    names, seqs, species = load_hairpins()
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    bg = chr21[slice(*CHR21_TRAIN)]
+    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
+    regions = regions[: int(len(regions) * 0.85)]
+    rows = []
+    for n, s, sp, sl in zip(names, seqs, species, split["split"], strict=True):
+        if sp == "hsa" and sl == "train":
+            for _ in range(n_ctx):
+                rows.append((embed(s, bg, rng)[0], 1, "hairpin_ctx", sp, n))
+    gw = random_windows(bg, n_genomic * 3 // 4, rng) + random_windows(regions, n_genomic // 4, rng)
+    rows += [(w, 0, "genomic", "", f"genomic_extra_{i}") for i, w in enumerate(gw) if set(w) <= set("ACGUN")]
+    s_, lab, kind, sp_, nm = zip(*rows, strict=True)
+    ws = WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm), np.array(["train"] * len(rows)))
+    arrays = ws.arrays(processes)
+    with open(path, "wb") as fh:
+        pickle.dump((dict(vars(ws)), arrays), fh)
+    return ws, arrays
