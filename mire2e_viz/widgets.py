@@ -833,7 +833,28 @@ def records_from_upload(name: str, content: bytes) -> list:
     return recs
 
 
-class LocusExplorer:
+class _WidgetApp:
+    """What both widgets share: display through their root box and a message line."""
+
+    widget: object
+    message: object
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _error(self, text: str) -> None:
+        _show_message(self.message, text, "error")
+
+    def _info(self, text: str) -> None:
+        _show_message(self.message, text, "info")
+
+
+class LocusExplorer(_WidgetApp):
     """Explore a scanned locus window by window.
 
     Parameters
@@ -1002,19 +1023,6 @@ class LocusExplorer:
             self.load(source)
 
     # ------------------------------------------------------------------ display
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _error(self, text: str) -> None:
-        _show_message(self.message, text, "error")
-
-    def _info(self, text: str) -> None:
-        _show_message(self.message, text, "info")
 
     def _set_controls_enabled(self, on: bool) -> None:
         for w in (self.position, self.prev_button, self.next_button, self.strand, self.threshold,
@@ -1627,7 +1635,7 @@ def _safe_stem(name: str) -> str:
 # --------------------------------------------------------------------------- playground
 
 
-class SequencePlayground:
+class SequencePlayground(_WidgetApp):
     """In-silico mutagenesis of one sequence (up to about 200 nt).
 
     Edit the sequence, or pick a position and a base and press *Mutate*:
@@ -1720,19 +1728,6 @@ class SequencePlayground:
         else:
             self._info("type or paste a sequence above")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _error(self, text: str) -> None:
-        _show_message(self.message, text, "error")
-
-    def _info(self, text: str) -> None:
-        _show_message(self.message, text, "info")
 
     @_guard
     def _guarded_refresh(self) -> None:

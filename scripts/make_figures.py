@@ -40,6 +40,7 @@ from mire2e_viz import fold as F  # noqa: E402
 from mire2e_viz import plot as P  # noqa: E402
 from mire2e_viz.annotations import features_in_window, read_annotations  # noqa: E402
 from mire2e_viz.encoding import reverse_complement  # noqa: E402
+from mire2e_viz.sequences import iter_fasta  # noqa: E402
 
 # The example FASTA is named 13836201-13836660 but holds 459 nt starting at
 # 1-based 13836202: only that start puts the three hairpins exactly at their
@@ -48,16 +49,8 @@ LOCUS = ("chr19", 13836202, 13836660)  # 1-based inclusive
 
 
 def read_fasta(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
-    for line in open(path):
-        line = line.strip()
-        if line.startswith(">"):
-            name = line[1:].split()[0]
-            out[name] = ""
-        elif name is not None:
-            out[name] += line
-    return out
+    """Sequences of a FASTA file by record name, via the library's reader."""
+    return {r.name: r.sequence for r in iter_fasta(path)}
 
 
 def load_cascade():

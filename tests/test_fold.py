@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mire2e_viz import fold as F
 from mire2e_viz.errors import InputError
+from mire2e_viz.sequences import iter_fasta
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 HAIRPINS = DATA / "mirbase" / "hairpin_v22_hsa.fa"
@@ -26,20 +27,8 @@ LET7A1_DB = "(((((.(((((((((((((((((((((.....(((...((((....)))).))))))))))))))))
 
 
 def read_fasta(path: Path, names: set[str] | None = None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if line.startswith(">"):
-                name = line[1:].split()[0]
-                if names is None or name in names:
-                    out[name] = ""
-                else:
-                    name = None
-            elif name is not None:
-                out[name] += line
-    return out
+    """Sequences of a FASTA file by record name (all, or only ``names``), via the library's reader."""
+    return {r.name: r.sequence for r in iter_fasta(path) if names is None or r.name in names}
 
 
 def read_fold_file(path: Path, n: int) -> list[tuple[str, str, str, float]]:

@@ -30,6 +30,7 @@ from mire2e_viz import plot as P  # noqa: E402
 from mire2e_viz.annotations import features_in_window, read_annotations  # noqa: E402
 from mire2e_viz.encoding import reverse_complement  # noqa: E402
 from mire2e_viz.errors import InputError  # noqa: E402
+from mire2e_viz.sequences import iter_fasta
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 CHR19 = DATA / "genomic" / "mire2e_example_chr19_13836201_13836660_true.fa"
@@ -51,19 +52,8 @@ pytestmark = pytest.mark.skipif(not CHR19.exists(), reason="shared data not avai
 
 
 def read_fasta(path: Path, names: set[str] | None = None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    name = None
-    for line in open(path):
-        line = line.strip()
-        if line.startswith(">"):
-            name = line[1:].split()[0]
-            if names is None or name in names:
-                out[name] = ""
-            else:
-                name = None
-        elif name is not None:
-            out[name] += line
-    return out
+    """Sequences of a FASTA file by record name (all, or only ``names``), via the library's reader."""
+    return {r.name: r.sequence for r in iter_fasta(path) if names is None or r.name in names}
 
 
 @pytest.fixture(autouse=True)
