@@ -142,50 +142,6 @@ def classification(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
             "n_pos": int(y.sum()), "n_neg": int((1 - y).sum())}
 
 
-def _decode_fallback(profile: np.ndarray) -> str:
-    """Valid dot-bracket from a profile: '(' > 0.5, ')' < -0.5, matched with a stack."""
-    chars = ["." for _ in profile]
-    stack: list[int] = []
-    for i, v in enumerate(profile):
-        if v > 0.5:
-            stack.append(i)
-        elif v < -0.5 and stack:
-            j = stack.pop()
-            chars[j], chars[i] = "(", ")"
-    return "".join(chars)
-
-
-def _pairs(db: str) -> set[tuple[int, int]]:
-    stack, out = [], set()
-    for i, c in enumerate(db):
-        if c == "(":
-            stack.append(i)
-        elif c == ")" and stack:
-            out.add((stack.pop(), i))
-    return out
-
-
-def bp_f1(pred: str, true: str) -> float:
-    """Base-pair F1 (1.0 when both have no pairs)."""
-    p, t = _pairs(pred), _pairs(true)
-    if not p and not t:
-        return 1.0
-    tp = len(p & t)
-    return 2 * tp / max(len(p) + len(t), 1)
-
-
-def decoder():
-    """``(decode, name)``: ``fold.dotbracket_from_profile`` if present, else the local fallback."""
-    try:
-        from mire2e_viz import fold
-
-        if hasattr(fold, "dotbracket_from_profile"):
-            return fold.dotbracket_from_profile, "mire2e_viz.fold.dotbracket_from_profile"
-    except Exception:  # noqa: BLE001 - optional module
-        pass
-    return _decode_fallback, "greedy stack decoding (bench/evaluate.py fallback)"
-
-
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
@@ -215,19 +171,20 @@ def evaluate_structure_mfe(models: dict, ws, arrays: dict, rng: np.random.Genera
     pred3 = np.where(out["profile"] > 0.5, 1, np.where(out["profile"] < -0.5, -1, 0))
     kinds = ws.kind[idx]
     acc = {k: float((pred3 == tgt)[mask & (kinds == k)[:, None]].mean()) for k in np.unique(kinds)}
-    decode, dname = decoder()
+    from mire2e_viz import fold
+
     folds = td.fold_many([ws.seqs[i] for i in idx], progress=False)
     f1s = []
     for j, i in enumerate(idx):
         L = int(lengths[j])
-        pred_db = decode(out["profile"][j, :L])
-        f1s.append(bp_f1(pred_db, folds[ws.seqs[i]][0]))
+        pred_db = fold.dotbracket_from_profile(out["profile"][j, :L])
+        f1s.append(fold.bp_scores(pred_db, folds[ws.seqs[i]][0])[2])
     f1s = np.array(f1s)
     res["structure"] = {
         "windows": int(len(idx)), "by_kind_windows": {k: int((kinds == k).sum()) for k in np.unique(kinds)},
         "acc3": float((pred3 == tgt)[mask].mean()), "acc3_by_kind": acc,
         "bp_f1_mean": float(f1s.mean()), "bp_f1_by_kind": {k: float(f1s[kinds == k].mean()) for k in np.unique(kinds)},
-        "decoder": dname, "goal_acc3": 0.90,
+        "decoder": "mire2e_viz.fold.dotbracket_from_profile", "goal_acc3": 0.90,
     }
     true_mfe = arrays["mfe"][idx]
     est = -out["mfe_raw"] * lengths

@@ -318,16 +318,6 @@ def hairpin_layout(db: str) -> np.ndarray:
     return xy
 
 
-def _pairs(db: str) -> list[tuple[int, int]]:
-    stack, pairs = [], []
-    for j, ch in enumerate(db):
-        if ch == "(":
-            stack.append(j)
-        elif ch == ")" and stack:
-            pairs.append((stack.pop(), j))
-    return pairs
-
-
 def _mature_colours(matures: dict | None, n: int) -> tuple[np.ndarray, list[str]]:
     """Positions of the mature arms in a window and their colours (5p yellow, 3p sky blue, mire2e_viz.style)."""
     idx, cols = [], []
@@ -340,12 +330,19 @@ def _mature_colours(matures: dict | None, n: int) -> tuple[np.ndarray, list[str]
     return np.asarray(idx, dtype=int), cols
 
 
+def _pairs_of(db: str) -> list[tuple[int, int]]:
+    """Base pairs of a dot-bracket, sorted (:func:`mire2e_viz.fold.base_pairs`)."""
+    from . import fold
+
+    return sorted(fold.base_pairs(db))
+
+
 def draw_hairpin(ax, seq: str, db: str, title: str = "", matures: dict | None = None, color: str = _PLUS) -> None:
     """Draw a secondary structure (ViennaRNA's layout) on ``ax``: backbone, pairs, coloured bases."""
     n = len(db)
     xy = hairpin_layout(db)
     ax.plot(xy[:, 0], xy[:, 1], color="#999999", lw=0.8, zorder=1)
-    for i, j in _pairs(db):
+    for i, j in _pairs_of(db):
         ax.plot(xy[[i, j], 0], xy[[i, j], 1], color="#444444", lw=0.7, zorder=1)
     if matures:
         idx, mcols = _mature_colours(matures, n)
@@ -436,7 +433,7 @@ def stage_figure(window, rnafold_db: str, rnafold_mfe: float, predicted_db: str 
 def _hairpin_segments(xy: np.ndarray, db: str) -> tuple[np.ndarray, int]:
     """Backbone and base-pair segments of a layout, as one (m, 2, 2) array, and the backbone's count."""
     backbone = np.stack([xy[:-1], xy[1:]], axis=1) if len(xy) > 1 else np.empty((0, 2, 2))
-    pairs = _pairs(db)
+    pairs = _pairs_of(db)
     if pairs:
         ij = np.asarray(pairs, dtype=int)
         bonds = np.stack([xy[ij[:, 0]], xy[ij[:, 1]]], axis=1)
