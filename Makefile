@@ -49,6 +49,7 @@ figures: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/scan_throughput.py
+	$(PY) bench/roofline.py
 	$(PY) bench/widget_latency.py
 
 model-card: $(STAMP)

@@ -18,10 +18,12 @@ Tensor conventions: a batch of windows is ``onehot`` of shape ``(B, L, 4)``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .encoding import classifier_pe
 
@@ -84,6 +86,16 @@ def _transformer(d_model: int, nhead: int, ff: int, n_layers: int) -> tuple[nn.M
     return layer, encoder
 
 
+def attention_scores(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product scores ``(B, heads, L, L)`` of a batch-first self-attention."""
+    b, n, d = x.shape
+    h = attn.num_heads
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
+    q = F.linear(x, w[:d], bias[:d]).view(b, n, h, d // h).transpose(1, 2)
+    k = F.linear(x, w[d : 2 * d], bias[d : 2 * d]).view(b, n, h, d // h).transpose(1, 2)
+    return q @ k.transpose(-1, -2) / math.sqrt(d // h)
+
+
 class StructurePredictor(nn.Module):
     """Stage 1: per-nucleotide pairing value in [-1, 1] ('(' = 1, '.' = 0, ')' = -1).
 
@@ -117,8 +129,34 @@ class StructurePredictor(nn.Module):
         """
         x = self.conv_in(onehot.transpose(1, 2)).transpose(1, 2)  # (B, L, 111)
         x = self.transformer_encoder(torch.cat([x, pe.to(x.dtype)], dim=2))
+        return self._head(x)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first2med(self.act(self.hidden2first(x)))
         return torch.tanh(self.med2tag(self.act(x))).squeeze(-1)
+
+    def forward_with_attention(self, onehot: torch.Tensor, pe: torch.Tensor,
+                               layers: Sequence[int] = (0,)) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Profile plus the pre-softmax attention scores of some encoder layers.
+
+        Used in training to supervise attention with RNAfold's base pairs
+        (``pair_attention`` in :mod:`mire2e_viz.train`). The profile equals
+        :meth:`forward`'s output.
+
+        Returns
+        -------
+        profile, scores
+            ``(B, L)`` profile and, per requested layer, ``(B, heads, L, L)``
+            scaled dot-product scores (query position by key position).
+        """
+        x = self.conv_in(onehot.transpose(1, 2)).transpose(1, 2)
+        x = torch.cat([x, pe.to(x.dtype)], dim=2)
+        scores: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.transformer_encoder.layers):
+            if i in layers:
+                scores[i] = attention_scores(layer.self_attn, x)
+            x = layer(x)
+        return self._head(x), scores
 
 
 class MFEEstimator(nn.Module):

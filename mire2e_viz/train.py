@@ -62,7 +62,9 @@ BASE: dict[str, Any] = {
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "structure": {"loss": "mse", "lr": 5e-4},
+    "structure": {"loss": "mse", "lr": 5e-4,
+                  # weight of the auxiliary attention loss (0 = the paper's plain MSE); see pair_partners
+                  "pair_attention": 0.0, "pair_attention_layers": [0, 1]},
     "mfe": {"loss": "mse", "profile_source": "predicted", "structure_weights": None},
     "classifier": {
         "loss": "focal",
@@ -274,7 +276,10 @@ def _inputs(stage: str, arrays: dict[str, np.ndarray], idx: np.ndarray, config: 
     oh = torch.from_numpy(one_hot(arrays["codes"][idx])).to(device)
     if stage == "structure":
         pe = torch.from_numpy(structure_pe(arrays["lengths"][idx])).to(device)
-        return (oh, pe), torch.from_numpy(arrays["profile"][idx]).to(device)
+        target = torch.from_numpy(arrays["profile"][idx]).to(device)
+        if config.get("pair_attention") and "partner" in arrays:
+            return (oh, pe), (target, torch.from_numpy(arrays["partner"][idx]).to(device))
+        return (oh, pe), target
     use_pred = config.get("profile_source") == "predicted" and "pred_profile" in arrays
     prof = torch.from_numpy(arrays["pred_profile" if use_pred else "profile"][idx]).to(device)
     if stage == "mfe":
@@ -289,7 +294,40 @@ def _loss(stage: str, model, inputs, target, config: dict):
 
     if stage == "classifier":
         return focal_loss(model.logits(*inputs), target, config["alpha"], config["gamma"])
+    if isinstance(target, tuple):  # structure with attention supervised by base pairs
+        target, partner = target
+        layers = [int(i) for i in config.get("pair_attention_layers", [0])]
+        profile, scores = model.forward_with_attention(*inputs, layers=layers)
+        n = partner.shape[-1]
+        ce = sum(F.cross_entropy(scores[i][:, 0].float().reshape(-1, n), partner.reshape(-1), ignore_index=-1)
+                 for i in layers) / len(layers)
+        return F.mse_loss(profile.float(), target.float()) + float(config["pair_attention"]) * ce
     return F.mse_loss(model(*inputs).float(), target.float())
+
+
+def pair_partners(profile: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Partner index of each position from reference-encoded dot-brackets.
+
+    ``profile`` holds '(' = 1, '.' = 0, ')' = -1 (RNAfold, so properly
+    nested). A paired position gets its partner's index, an unpaired one its
+    own index, a position beyond the real length -1. These are the targets
+    of the auxiliary attention loss (``pair_attention`` > 0): head 0 of the
+    chosen Transformer layers is trained, by cross-entropy over key
+    positions, to attend from each nucleotide to its partner. It is a
+    training-time aid only; the network and its outputs are unchanged.
+    """
+    b, n = profile.shape
+    out = np.tile(np.arange(n, dtype=np.int64), (b, 1))
+    out[np.arange(n)[None, :] >= np.asarray(lengths)[:, None]] = -1
+    for r in range(b):
+        stack: list[int] = []
+        for i in np.flatnonzero(profile[r]):
+            if profile[r, i] > 0:
+                stack.append(int(i))
+            elif stack:
+                j = stack.pop()
+                out[r, i], out[r, j] = j, i
+    return out
 
 
 def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float]:
@@ -301,6 +339,8 @@ def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float
         for i in range(0, len(idx), 128):
             b = idx[i : i + 128]
             inputs, target = _inputs(stage, arrays, b, config, device)
+            if isinstance(target, tuple):
+                target = target[0]  # validation loss: the profile MSE alone, comparable across runs
             losses.append(float(_loss(stage, model, inputs, target, config)) * len(b))
             outs.append(model(*inputs).float().cpu().numpy())
     model.train()
@@ -388,6 +428,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     if arrays is None:
         arrays = load_arrays(cfg)
     arrays = dict(arrays)
+    if stage == "structure" and cfg.get("pair_attention") and "partner" not in arrays:
+        arrays["partner"] = pair_partners(arrays["profile"], arrays["lengths"])
     train_idx, val_idx = _training_rows(stage, arrays, cfg)
     rng = np.random.default_rng(int(cfg["seed"]))
     eval_idx = np.sort(rng.permutation(val_idx)[: int(cfg["eval_windows"])]) if len(val_idx) else val_idx

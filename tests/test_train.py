@@ -12,7 +12,7 @@ from mire2e_viz import trainingdata as td
 from mire2e_viz.encoding import pad_codes
 
 torch = pytest.importorskip("torch")
-from mire2e_viz.train import default_config, focal_loss, register_cli, train_stage  # noqa: E402
+from mire2e_viz.train import default_config, focal_loss, pair_partners, register_cli, train_stage  # noqa: E402
 
 N = 16
 
@@ -55,6 +55,46 @@ def test_loss_falls(stage, tiny, tmp_path):
     saved = torch.load(ckpt, weights_only=False, map_location="cpu")
     assert saved["step"] == 8 and saved["config"]["stage"] == stage
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 0
+
+
+def test_pair_attention_loss_falls(tiny, tmp_path):
+    """The auxiliary attention loss (base-pair partners) trains and leaves the checkpoint a plain model."""
+    cfg = {"max_steps": 8, "batch_size": N, "warmup": 0.0, "schedule": "constant", "threads": 1,
+           "pair_attention": 1.0, "lr": 1e-3}
+    ckpt = train_stage("structure", cfg, out=tmp_path, arrays=tiny, progress=False)
+    losses = _losses(tmp_path)
+    assert losses[0] > 1.0  # the cross-entropy over 100 key positions dominates at the start
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    from mire2e_viz.model import StructurePredictor
+
+    StructurePredictor().load_state_dict(torch.load(ckpt, weights_only=False)["model"])
+
+
+def test_pair_partners_from_reference_encoding():
+    prof = np.array([td.profile_from_dotbracket("((.((...)).))..")])
+    got = pair_partners(prof, np.array([15]))[0]
+    assert got[:15].tolist() == [12, 11, 2, 9, 8, 5, 6, 7, 4, 3, 10, 1, 0, 13, 14]
+    assert (got[15:] == -1).all()
+
+
+def test_forward_with_attention_matches_forward():
+    from mire2e_viz import encoding
+    from mire2e_viz.model import StructurePredictor
+
+    torch.manual_seed(0)
+    model = StructurePredictor().eval()
+    x = torch.from_numpy(encoding.EYE)[torch.randint(0, 4, (3, 100))]
+    pe = torch.from_numpy(encoding.structure_pe(np.array([100, 80, 60])))
+    with torch.no_grad():
+        prof, scores = model.forward_with_attention(x, pe, layers=(0, 3))
+        assert torch.allclose(prof, model(x, pe), atol=1e-6)
+        layer = model.transformer_encoder.layers[3]
+        h = torch.cat([model.conv_in(x.transpose(1, 2)).transpose(1, 2), pe.float()], 2)
+        for lyr in model.transformer_encoder.layers[:3]:
+            h = lyr(h)
+        _, w = layer.self_attn(h, h, h, need_weights=True, average_attn_weights=False)
+    assert sorted(scores) == [0, 3] and scores[3].shape == (3, 2, 100, 100)
+    assert torch.allclose(torch.softmax(scores[3], -1), w, atol=1e-5)
 
 
 def test_resume_continues(tiny, tmp_path):
