@@ -70,6 +70,24 @@ def test_pair_attention_loss_falls(tiny, tmp_path):
     StructurePredictor().load_state_dict(torch.load(ckpt, weights_only=False)["model"])
 
 
+def test_data_parallel_two_processes(tiny, tmp_path):
+    """torchrun with two processes: gradients are averaged each step; rank 0 alone logs and saves."""
+    import subprocess
+    import sys
+
+    np.savez(tmp_path / "tiny.npz", **tiny)
+    cfg = {"data": str(tmp_path / "tiny.npz"), "max_steps": 6, "batch_size": 8, "profile_source": "target",
+           "threads": 1, "eval_every": 3}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mire2e_viz.train", "mfe", "--out", str(tmp_path / "run"), "--config", json.dumps(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(_losses(tmp_path / "run")) == 6  # one log, written by rank 0
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert saved["step"] == 6 and saved["config"]["stage"] == "mfe"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
+
+
 def test_pair_partners_from_reference_encoding():
     prof = np.array([td.profile_from_dotbracket("((.((...)).))..")])
     got = pair_partners(prof, np.array([15]))[0]
