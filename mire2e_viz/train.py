@@ -544,8 +544,9 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
             dist.broadcast(t, 0)
         sampler.rng = np.random.default_rng([int(cfg["seed"]), rank, step])
         torch.manual_seed(int(cfg["seed"]) * 1000 + rank + step)
+    cfg["world_size"] = world
     if rank == 0:
-        (out / "config.json").write_text(json.dumps({**cfg, "world_size": world}, indent=1, default=str))
+        (out / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     model.train()
 
     def save(path: Path) -> None:
@@ -703,8 +704,13 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
         # follow the chain of initialisations (pre-training runs) for the full budget
         chain, prev, src = [], ck, checkpoints[stage]
         while True:
+            world = prev["config"].get("world_size")
+            if world is None:  # runs saved before the size was stored in the checkpoint
+                run_cfg = Path(str(src)).parent / "config.json"
+                world = json.loads(run_cfg.read_text()).get("world_size", 1) if run_cfg.is_file() else 1
             chain.append({"run": str(Path(str(src)).parent),
-                          "steps": prev["step"], "batch_size": prev["config"]["batch_size"],
+                          "steps": prev["step"], "batch_size": prev["config"]["batch_size"] * int(world),
+                          "processes": int(world),
                           "wall_time_s": round(prev["elapsed_s"], 1),
                           "profile_source": prev["config"].get("profile_source", "n/a"),
                           "optimizer": prev["config"]["optimizer"], "lr": prev["config"]["lr"],
