@@ -127,9 +127,12 @@ class StructurePredictor(nn.Module):
         pe
             ``(B, L, 111)`` positional features (zero beyond each real length).
         """
-        x = self.conv_in(onehot.transpose(1, 2)).transpose(1, 2)  # (B, L, 111)
-        x = self.transformer_encoder(torch.cat([x, pe.to(x.dtype)], dim=2))
-        return self._head(x)
+        return self._head(self.transformer_encoder(self._tokens(onehot, pe)))
+
+    def _tokens(self, onehot: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        """Conv features (111) concatenated with the positional features (111): ``(B, L, 222)``."""
+        x = self.conv_in(onehot.transpose(1, 2)).transpose(1, 2)
+        return torch.cat([x, pe.to(x.dtype)], dim=2)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first2med(self.act(self.hidden2first(x)))
@@ -149,8 +152,7 @@ class StructurePredictor(nn.Module):
             ``(B, L)`` profile and, per requested layer, ``(B, heads, L, L)``
             scaled dot-product scores (query position by key position).
         """
-        x = self.conv_in(onehot.transpose(1, 2)).transpose(1, 2)
-        x = torch.cat([x, pe.to(x.dtype)], dim=2)
+        x = self._tokens(onehot, pe)
         scores: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.transformer_encoder.layers):
             if i in layers:

@@ -370,17 +370,15 @@ def pair_partners(profile: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     positions, to attend from each nucleotide to its partner. It is a
     training-time aid only; the network and its outputs are unchanged.
     """
+    from .fold import base_pairs
+
     b, n = profile.shape
     out = np.tile(np.arange(n, dtype=np.int64), (b, 1))
     out[np.arange(n)[None, :] >= np.asarray(lengths)[:, None]] = -1
+    symbols = np.array(list(".()"))  # indexed by the sign: 0 '.', 1 '(', -1 ')'
     for r in range(b):
-        stack: list[int] = []
-        for i in np.flatnonzero(profile[r]):
-            if profile[r, i] > 0:
-                stack.append(int(i))
-            elif stack:
-                j = stack.pop()
-                out[r, i], out[r, j] = j, i
+        for i, j in base_pairs("".join(symbols[np.sign(profile[r]).astype(np.int64)])):
+            out[r, i], out[r, j] = j, i
     return out
 
 
