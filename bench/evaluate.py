@@ -470,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.weights if not args.checkpoints else "checkpoints"
     path = out_dir / f"{name}_metrics{args.tag}.json"
-    res = json.loads(path.read_text()) if path.exists() else {}
     sections = args.sections.split(",")
+    # a run of every section replaces the table; a partial run (or --tag) adds to it
+    complete = set(sections) >= {"structure", "classifier", "cv"} and not args.tag
+    res = json.loads(path.read_text()) if path.exists() and not complete else {}
     if "structure" in sections:
         res.update(evaluate_structure_mfe(models, ws, arrays, rng, args.per_kind))
         path.write_text(json.dumps(res, indent=1))
@@ -493,11 +495,12 @@ def main(argv: list[str] | None = None) -> int:
 
         rec_path = W.WEIGHTS_DIR / f"{args.weights}.json"
         doc = json.loads(rec_path.read_text())
+        parts = [path] if complete else sorted(out_dir.glob(f"{name}_metrics*.json"))  # partial runs (--tag)
         merged: dict = {}
-        for part in sorted(out_dir.glob(f"{name}_metrics*.json")):  # partial runs (--tag) included
+        for part in parts:
             merged.update(json.loads(part.read_text()))
         merged.update(res)
-        merged["evaluation"] = {k: v for part in sorted(out_dir.glob(f"{name}_metrics*.json"))
+        merged["evaluation"] = {k: v for part in parts
                                 for k, v in json.loads(part.read_text()).get("evaluation", {}).items()}
         path.write_text(json.dumps(merged, indent=1))  # the merged table
         doc.setdefault("meta", {})["metrics"] = merged

@@ -74,6 +74,8 @@ BASE: dict[str, Any] = {
     "grad_clip": 1.0,
     "max_train_windows": None,  # cap on training rows (classifier: all positives kept, up to half)
     "init": None,  # initial weights (checkpoint, state dict or shipped name); optimizer starts fresh
+    # also save ``best.pt`` whenever this validation metric improves (None: last step only)
+    "keep_best": None,  # e.g. "val_aupr", "val_acc3", "val_pearson", "-val_loss"
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -92,6 +94,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "structure_weights": None,
         "mfe_weights": None,
         "classifier_extra": True,  # more genomic-context positives and background windows
+        # reverse complements of the hairpins as negatives (trainingdata.strand_decoys)
+        "strand_decoys": False,
+        # share of each batch drawn from the negatives the current model scores highest,
+        # re-mined every ``eval_every`` steps from ``hard_negative_pool`` top-scoring negatives
+        "hard_negative_fraction": 0.0,
+        "hard_negative_pool": 2000,
     },
 }
 
@@ -176,11 +184,13 @@ def load_arrays(config: dict) -> dict[str, np.ndarray]:
     if config.get("data"):
         with np.load(config["data"], allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    from .trainingdata import classifier_extra, load_windows
+    from .trainingdata import classifier_extra, load_windows, strand_decoys
 
     sets = [load_windows(config.get("data_seed", 0))]
     if config.get("stage") == "classifier" and config.get("classifier_extra"):
         sets.append(classifier_extra(config.get("data_seed", 0)))
+    if config.get("stage") == "classifier" and config.get("strand_decoys"):
+        sets.append(strand_decoys(config.get("data_seed", 0)))
     parts = []
     for ws, arrays in sets:
         part = {k: v for k, v in arrays.items()}
@@ -246,20 +256,31 @@ def focal_loss(logits, target_pos, alpha: float = 1.0, gamma: float = 4.0):
 
 
 class _Batches:
-    """Seeded index sampler; the classifier's draws a fixed share of positives."""
+    """Seeded index sampler.
 
-    def __init__(self, n: int, batch_size: int, seed: int, pos: np.ndarray | None = None, pos_fraction: float = 0.0):
+    The classifier's draws a fixed share of positives and, once :attr:`hard` is
+    set, a share ``hard_fraction`` of its negatives from that pool of hard negatives.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, pos: np.ndarray | None = None, pos_fraction: float = 0.0,
+                 hard_fraction: float = 0.0):
         self.n, self.bs = n, batch_size
         self.rng = np.random.default_rng(seed)
         self.pos = None if pos is None or pos_fraction <= 0 else np.flatnonzero(pos)
         self.neg = None if self.pos is None else np.flatnonzero(~pos)
         self.pf = pos_fraction
+        self.hard: np.ndarray | None = None
+        self.hf = hard_fraction
         self.perm, self.i = self.rng.permutation(n), 0
 
     def next(self) -> np.ndarray:
         if self.pos is not None:
             k = self.rng.binomial(self.bs, self.pf)
-            return np.concatenate([self.rng.choice(self.pos, k), self.rng.choice(self.neg, self.bs - k)])
+            h = self.rng.binomial(self.bs - k, self.hf) if self.hard is not None and len(self.hard) else 0
+            parts = [self.rng.choice(self.pos, k), self.rng.choice(self.neg, self.bs - k - h)]
+            if h:
+                parts.append(self.rng.choice(self.hard, h))
+            return np.concatenate(parts)
         if self.i + self.bs > self.n:
             self.perm, self.i = self.rng.permutation(self.n), 0
         idx = self.perm[self.i : self.i + self.bs]
@@ -417,6 +438,34 @@ def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float
     return res
 
 
+def hard_negatives(model, arrays: dict[str, np.ndarray], idx: np.ndarray, config: dict, device,
+                   pool: int) -> np.ndarray:
+    """The ``pool`` rows of ``idx`` that the classifier scores highest (its hardest negatives).
+
+    ``idx`` should hold negatives only; returns positions into ``idx``.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    scores = []
+    with torch.inference_mode():
+        for i in range(0, len(idx), 512):
+            inputs, _ = _inputs("classifier", arrays, idx[i : i + 512], config, device)
+            scores.append(model(*inputs).float().cpu().numpy())
+    model.train(was_training)
+    s = np.concatenate(scores) if scores else np.zeros(0)
+    return np.argsort(-s, kind="stable")[: int(pool)]
+
+
+def _best_value(rec: dict[str, Any], key: str | None) -> float | None:
+    if not key:
+        return None
+    sign = -1.0 if key.startswith("-") else 1.0
+    v = rec.get(key.lstrip("-"))
+    return None if v is None or not np.isfinite(v) else sign * float(v)
+
+
 def _training_rows(stage: str, arrays: dict[str, np.ndarray], config: dict) -> tuple[np.ndarray, np.ndarray]:
     n = len(arrays["codes"])
     split = arrays.get("split", np.array(["train"] * n))
@@ -442,7 +491,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     config
         Overrides of :func:`default_config` (a dict, a JSON file or a JSON string).
     out
-        Output directory: ``config.json``, ``last.pt`` (checkpoint), ``history.jsonl``.
+        Output directory: ``config.json``, ``last.pt`` (checkpoint), ``history.jsonl``;
+        ``best.pt`` too when ``keep_best`` names a validation metric.
     resume
         A checkpoint to continue (optimizer, step and RNG included), or a state
         dict / shipped weights name (``hsa``) to start from.
@@ -515,7 +565,9 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
     step, elapsed0, history = 0, 0.0, []
     pos = arrays["label"][train_idx].astype(bool) if stage == "classifier" else None
-    sampler = _Batches(len(train_idx), int(cfg["batch_size"]), int(cfg["seed"]), pos, cfg.get("pos_fraction", 0.0))
+    hard_frac = float(cfg.get("hard_negative_fraction") or 0.0) if stage == "classifier" else 0.0
+    sampler = _Batches(len(train_idx), int(cfg["batch_size"]), int(cfg["seed"]), pos, cfg.get("pos_fraction", 0.0),
+                       hard_frac)
     if resume is not None:
         obj = None
         if Path(str(resume)).exists():
@@ -546,6 +598,16 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     if rank == 0:
         (out / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     model.train()
+    neg_local = np.flatnonzero(~pos) if pos is not None else np.zeros(0, int)
+
+    def mine() -> None:
+        if hard_frac > 0 and len(neg_local):
+            top = hard_negatives(model, arrays, train_idx[neg_local], cfg, device, int(cfg["hard_negative_pool"]))
+            sampler.hard = neg_local[top]
+
+    best = max((v for v in (_best_value(r, cfg.get("keep_best")) for r in history) if v is not None),
+               default=-np.inf)
+    mine()
 
     def save(path: Path) -> None:
         torch.save({
@@ -589,6 +651,13 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         if rank == 0 and len(eval_idx) and (step % int(cfg["eval_every"]) == 0):
             rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
             history.append(rec)
+            v = _best_value(rec, cfg.get("keep_best"))
+            if v is not None and v > best:
+                best = v
+                save(out / "best.pt")
+                rec["best"] = True
+        if step % int(cfg["eval_every"]) == 0:
+            mine()
         log.write(json.dumps(rec) + "\n")
         log.flush()
         if rank == 0 and step % int(cfg["ckpt_every"]) == 0:
@@ -601,6 +670,10 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         rec = {"step": step, "final": True, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
         rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
         history.append(rec)
+        v = _best_value(rec, cfg.get("keep_best"))
+        if v is not None and v > best:
+            save(out / "best.pt")
+            rec["best"] = True
         log.write(json.dumps(rec) + "\n")
     log.close()
     save(out / "last.pt")
@@ -698,7 +771,9 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
         ck = torch.load(checkpoints[stage], weights_only=False, map_location="cpu")
         info = W.export_state_dict(ck["model"], stage, out_dir / f"{name}-{stage}.pt")
         cfg = {k: v for k, v in ck["config"].items() if k not in ("data",)}
-        final = [h for h in ck.get("history", []) if h.get("final")]
+        hist = ck.get("history", [])
+        # a final record, or (best.pt, saved mid-run) the evaluation it was saved on
+        final = [h for h in hist if h.get("final")] or [h for h in hist if any(k.startswith("val_") for k in h)]
         # follow the chain of initialisations (pre-training runs) for the full budget
         chain, prev, src = [], ck, checkpoints[stage]
         while True:
@@ -706,7 +781,9 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
             if world is None:  # runs saved before the size was stored in the checkpoint
                 run_cfg = Path(str(src)).parent / "config.json"
                 world = json.loads(run_cfg.read_text()).get("world_size", 1) if run_cfg.is_file() else 1
-            chain.append({"run": str(Path(str(src)).parent),
+            # the run folder for its last.pt; the file itself for any other checkpoint
+            run_name = Path(str(src)).parent if Path(str(src)).name == "last.pt" else Path(str(src))
+            chain.append({"run": str(run_name),
                           "steps": prev["step"], "batch_size": prev["config"]["batch_size"] * int(world),
                           "processes": int(world),
                           "wall_time_s": round(prev["elapsed_s"], 1),

@@ -18,6 +18,13 @@ Design
   trained) and once placed at a uniformly random offset inside a 100-nt
   window of real chr21 background (random strand). Treating negatives the same
   way stops the classifier from learning "padding means positive".
+* **Classifier-only windows** (config flags of the classifier stage):
+  ``classifier_extra`` adds two more genomic-context placements of every human
+  training hairpin and 8,000 more background windows; ``strand_decoys`` adds
+  the reverse complement of every human hairpin, isolated and in genomic
+  context, as a negative (a scan reads both strands, and the antisense strand
+  of a pre-miRNA folds into a hairpin too), except where that antisense strand
+  shares a 20-mer with a miRBase hairpin.
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and
   paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
   Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never
@@ -357,7 +364,8 @@ class WindowSet:
         1 = pre-miRNA (hairpin), 0 = negative.
     kind
         Source: ``hairpin``, ``hairpin_ctx`` (hairpin in genomic context),
-        ``coding``, ``coding_ctx``, ``rfam``, ``rfam_ctx``, ``genomic``, ``shuffled``.
+        ``coding``, ``coding_ctx``, ``rfam``, ``rfam_ctx``, ``genomic``, ``shuffled``,
+        ``hairpin_rc`` / ``hairpin_rc_ctx`` (strand decoys, see :func:`strand_decoys`).
     species
         Three-letter species code of a hairpin ('' for negatives).
     name
@@ -577,11 +585,6 @@ def digest(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-if __name__ == "__main__":  # pragma: no cover - build the cache from the command line
-    ws, arr = load_windows()
-    print(json.dumps({"meta": ws.meta, "counts": counts(ws)}, indent=1))
-
-
 def classifier_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
     """Extra classifier training windows (train split only), cached.
 
@@ -614,3 +617,65 @@ def classifier_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000, proce
     with open(path, "wb") as fh:
         pickle.dump((dict(vars(ws)), arrays), fh)
     return ws, arrays
+
+
+def _kmers(seq: str, k: int) -> set[str]:
+    return {seq[i : i + k] for i in range(len(seq) - k + 1)}
+
+
+def strand_decoys(seed: int = 0, species: str = "hsa", k: int = 20, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """Reverse complements of the hairpins as negatives ("strand decoys"), cached.
+
+    A scan reads both strands, and the reverse complement of a pre-miRNA folds
+    into a hairpin too (G-U wobbles become A-C mismatches, the rest pairs as
+    before). Without these windows the classifier scores the antisense strand as
+    high as the true one. Every ``species`` hairpin gives one decoy cropped like
+    ``hairpin`` and one placed in genomic background like ``hairpin_ctx``, in
+    the hairpin's own split (chr21 training or validation block), so validation
+    measures strand discrimination on unseen families.
+
+    A decoy that shares a ``k``-mer with any miRBase hairpin of any species is
+    dropped: that antisense strand is itself an annotated miRNA locus.
+    """
+    path = cache_dir() / f"strand_decoys_seed{seed}_{species}_{k}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            fields, arrays = pickle.load(fh)
+        return WindowSet(**fields), arrays
+    ws = strand_decoy_table(seed, species, k)
+    arrays = ws.arrays(processes)
+    with open(path, "wb") as fh:
+        pickle.dump((dict(vars(ws)), arrays), fh)
+    return ws, arrays
+
+
+def strand_decoy_table(seed: int = 0, species: str = "hsa", k: int = 20) -> WindowSet:
+    """The windows of :func:`strand_decoys`, without RNAfold labels (not cached)."""
+    rng = np.random.default_rng(seed + 2000)
+    split = make_split(seed)
+    names, seqs, sps = load_hairpins()
+    known: set[str] = set()
+    for s in seqs:
+        known |= _kmers(s, k)
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    bg = {"train": chr21[slice(*CHR21_TRAIN)], "val": chr21[slice(*CHR21_VAL)]}
+    rows = []
+    n_dropped = 0
+    for n, s, sp, sl in zip(names, seqs, sps, split["split"], strict=True):
+        if sp != species or not set(s) <= set("ACGU"):
+            continue
+        rc = reverse_complement(s)
+        if _kmers(rc, k) & known:
+            n_dropped += 1
+            continue
+        rows.append((center_crop(rc), 0, "hairpin_rc", "", n + "_rc", sl))
+        rows.append((embed(rc, bg[sl], rng)[0], 0, "hairpin_rc_ctx", "", n + "_rc", sl))
+    s_, lab, kind, sp_, nm, spl = zip(*rows, strict=True)
+    ws = WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm), np.array(spl),
+                   {"dropped_antisense_loci": n_dropped})
+    return ws
+
+
+if __name__ == "__main__":  # pragma: no cover - build the cache from the command line
+    ws, arr = load_windows()
+    print(json.dumps({"meta": ws.meta, "counts": counts(ws)}, indent=1))

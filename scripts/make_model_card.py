@@ -243,17 +243,27 @@ LIMITS = [
 
 def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
     """Write the shipped weights and their record (wraps :func:`mire2e_viz.train.export`)."""
+    import torch
+
     from mire2e_viz import trainingdata as td
     from mire2e_viz.train import export
 
     ws, _ = td.load_windows(0)
+    clf_cfg = torch.load(checkpoints["classifier"], weights_only=False, map_location="cpu")["config"]
+    clf_only: dict[str, dict[str, int]] = {}
+    for flag, make in (("classifier_extra", td.classifier_extra), ("strand_decoys", td.strand_decoys)):
+        if clf_cfg.get(flag):
+            for sl, kinds in td.counts(make(0)[0]).items():
+                for k, n in kinds.items():
+                    if k != "hsa_positive_windows" and n:
+                        clf_only.setdefault(sl, {})[f"{k} (classifier only)"] = n
     meta = {
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
         "training_data": {
             "description": [" ".join(item.split()).removeprefix("* ")
                             for item in td.__doc__.split("Design\n------\n")[1].split("\n* ") if item.strip()],
-            "window_counts": td.counts(ws),
+            "window_counts": {sl: {**c, **clf_only.get(sl, {})} for sl, c in td.counts(ws).items()},
             "split": ws.meta.get("split_counts", {}),
             "data_dir": "../shared/data (MIRE2E_DATA_DIR)",
         },

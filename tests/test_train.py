@@ -182,3 +182,71 @@ def test_embed_places_sequence():
     rng = np.random.default_rng(3)
     window, offset = td.embed("ACGUACGUAC", "G" * 500, rng)
     assert len(window) == 100 and window[offset : offset + 10] == "ACGUACGUAC"
+
+
+def test_hard_negative_mining_and_best_checkpoint(tiny, tmp_path):
+    from mire2e_viz.model import build
+    from mire2e_viz.train import hard_negatives
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    cfg = {"max_steps": 6, "batch_size": 8, "profile_source": "target", "threads": 1, "eval_every": 2,
+           "eval_windows": 4, "hard_negative_fraction": 0.5, "hard_negative_pool": 3, "keep_best": "-val_loss"}
+    train_stage("classifier", cfg, out=tmp_path, arrays=arrays, progress=False)
+    hist = [json.loads(line) for line in open(tmp_path / "history.jsonl")]
+    evals = [r for r in hist if "val_loss" in r]
+    best = torch.load(tmp_path / "best.pt", weights_only=False, map_location="cpu")
+    assert best["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
+    # the mined pool is the top of the model's own ranking of the negatives
+    model = build("classifier").eval()
+    neg = np.flatnonzero(arrays["label"][:12] == 0)
+    top = hard_negatives(model, arrays, neg, {"profile_source": "target"}, torch.device("cpu"), 3)
+    from mire2e_viz.encoding import one_hot
+
+    with torch.inference_mode():
+        s = model(torch.from_numpy(one_hot(arrays["codes"][neg])), torch.from_numpy(arrays["profile"][neg]),
+                  torch.from_numpy(arrays["mfe_raw"][neg])).numpy()
+    assert set(top) == set(np.argsort(-s)[:3])
+
+
+def test_strand_decoys_are_antisense_and_follow_the_split():
+    from mire2e_viz.encoding import reverse_complement
+
+    ws = td.strand_decoy_table()
+    names, seqs, species = td.load_hairpins()
+    split = dict(zip(names, td.make_split(0)["split"], strict=True))
+    by_name = dict(zip(names, seqs, strict=True))
+    known = set()
+    for s in seqs:
+        known |= {s[i : i + 20] for i in range(len(s) - 19)}
+    assert (ws.label == 0).all() and len(ws) > 2000
+    assert set(ws.kind) == {"hairpin_rc", "hairpin_rc_ctx"}
+    for seq, kind, name, sl in zip(ws.seqs, ws.kind, ws.name, ws.split, strict=True):
+        rc = reverse_complement(by_name[name.removesuffix("_rc")])
+        assert td.center_crop(rc) in seq if kind == "hairpin_rc_ctx" else seq == td.center_crop(rc)
+        assert sl == split[name.removesuffix("_rc")]
+        assert not any(seq[i : i + 20] in known for i in range(len(seq) - 19)) or kind == "hairpin_rc_ctx"
+    assert ws.meta["dropped_antisense_loci"] > 0
+
+
+def test_export_records_chain_and_best_checkpoint(tiny, tmp_path):
+    from mire2e_viz.train import export
+    from mire2e_viz.weights import sha256_file
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    base = {"max_steps": 4, "batch_size": 8, "profile_source": "target", "threads": 1, "eval_every": 2,
+            "eval_windows": 4}
+    cks = {}
+    for stage in ("structure", "mfe"):
+        cks[stage] = train_stage(stage, base, out=tmp_path / stage, arrays=arrays, progress=False)
+    pre = train_stage("classifier", base, out=tmp_path / "clf_pre", arrays=arrays, progress=False)
+    train_stage("classifier", {**base, "init": str(pre), "keep_best": "val_aupr"}, out=tmp_path / "clf",
+                arrays=arrays, progress=False)
+    cks["classifier"] = tmp_path / "clf" / "best.pt"
+    rec = export("tiny", cks, meta={"summary": "test"}, out_dir=tmp_path / "w")
+    doc = json.loads(rec.read_text())
+    for stage, st in doc["stages"].items():
+        assert st["sha256"] == sha256_file(tmp_path / "w" / st["file"]), stage
+    runs = doc["stages"]["classifier"]["meta"]["training_runs"]
+    # the chain runs from the pre-training (named by its folder) to the best checkpoint (named by its file)
+    assert [r["run"] for r in runs] == [str(tmp_path / "clf_pre"), str(tmp_path / "clf" / "best.pt")]
+    assert "val_aupr" in doc["stages"]["classifier"]["meta"]["final_validation"]
