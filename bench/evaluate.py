@@ -18,7 +18,8 @@ structure   per-nucleotide 3-class accuracy vs RNAfold (profile rounded at ±0.5
             base-pair F1 after decoding the profile to a valid dot-bracket.
 mfe         Pearson r and MAE (kcal/mol) vs RNAfold, plus the anchor: the published
             miRe2e MFE weights given RNAfold's structures.
-classifier  AUPR / AUROC / best F1 on held-out validation windows; miRBoost 5-fold CV.
+classifier  AUPR / AUROC / best F1 on held-out validation windows; miRBoost 5-fold CV;
+            strand: each validation hairpin against its own reverse complement.
 genomic     threshold recovering 90 % of validation hairpins in genomic context,
             false-positive candidate regions per 100 kb (both strands).
 localization chr19 example (mir-23a/27a/24-2), DeepMirCut best-window overlap.
@@ -248,6 +249,8 @@ def evaluate_classifier(models: dict, ws, rng: np.random.Generator, fp_step: int
         m = (y == 0) | (kinds == k)
         res["validation"][f"aupr_{k}_only"] = classification(y[m], scores[m])["aupr"]
 
+    res["strand"] = strand_discrimination(models, ws, full)
+
     # threshold recovering 90 % of validation hairpins placed in genomic context (3 placements each)
     chr21 = td.read_genome(td.data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
     bgv = chr21[slice(*td.CHR21_VAL)]
@@ -272,6 +275,26 @@ def evaluate_classifier(models: dict, ws, rng: np.random.Generator, fp_step: int
     res["chr19"] = chr19(models, thr)
     res["deepmircut"] = deepmircut(models, dmc_step, dmc_max)
     return res
+
+
+def strand_discrimination(models: dict, ws, full: dict[str, str]) -> dict:
+    """Sense vs antisense: each human validation hairpin against its own reverse complement.
+
+    Both are scored whole, by their best window. Hairpins whose antisense strand
+    is itself a miRBase locus are left out (as in ``trainingdata.strand_decoys``).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from mire2e_viz.encoding import reverse_complement
+
+    dec = td.strand_decoy_table()
+    names = sorted({n.removesuffix("_rc") for n, sl in zip(dec.name, dec.split, strict=True) if sl == "val"})
+    sense = score_sequences(models, [full[n] for n in names])
+    anti = score_sequences(models, [reverse_complement(full[n]) for n in names])
+    y = np.r_[np.ones(len(names)), np.zeros(len(names))]
+    return {"hairpins": len(names), "auroc_sense_vs_antisense": float(roc_auc_score(y, np.r_[sense, anti])),
+            "share_sense_above_antisense": float((sense > anti).mean()),
+            "mean_sense": float(sense.mean()), "mean_antisense": float(anti.mean())}
 
 
 def _regions(hits: list[tuple[int, str]]) -> int:
