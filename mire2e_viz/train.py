@@ -730,6 +730,16 @@ if __name__ == "__main__":  # pragma: no cover
 # --------------------------------------------------------------------- export
 
 
+def _run_wall_time(src: str | Path, ck: dict) -> float:
+    """Wall time of the whole run a checkpoint came from (a best.pt stops counting at its step)."""
+    import torch
+
+    last = Path(str(src)).with_name("last.pt")
+    if Path(str(src)).name != "last.pt" and last.is_file():
+        return round(float(torch.load(last, weights_only=False, map_location="cpu")["elapsed_s"]), 1)
+    return round(float(ck["elapsed_s"]), 1)
+
+
 def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = None,
            stage_meta: dict[str, dict] | None = None, out_dir: str | Path | None = None) -> Path:
     """Write shipped weights (compact fp16) and their JSON record.
@@ -787,6 +797,7 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
                           "steps": prev["step"], "batch_size": prev["config"]["batch_size"] * int(world),
                           "processes": int(world),
                           "wall_time_s": round(prev["elapsed_s"], 1),
+                          "run_wall_time_s": _run_wall_time(src, prev),
                           "profile_source": prev["config"].get("profile_source", "n/a"),
                           "optimizer": prev["config"]["optimizer"], "lr": prev["config"]["lr"],
                           "hardware": prev.get("hardware", "")})
@@ -798,7 +809,7 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
             "recipe": cfg,
             "steps": sum(c["steps"] for c in chain),
             "windows_seen": sum(c["steps"] * int(c["batch_size"]) for c in chain),
-            "wall_time_s": round(sum(c["wall_time_s"] for c in chain), 1),
+            "wall_time_s": round(sum(c["run_wall_time_s"] for c in chain), 1),
             "training_runs": chain[::-1],
             "hardware": ck.get("hardware", ""),
             "final_validation": final[-1] if final else {},

@@ -250,3 +250,4 @@ def test_export_records_chain_and_best_checkpoint(tiny, tmp_path):
     # the chain runs from the pre-training (named by its folder) to the best checkpoint (named by its file)
     assert [r["run"] for r in runs] == [str(tmp_path / "clf_pre"), str(tmp_path / "clf" / "best.pt")]
     assert "val_aupr" in doc["stages"]["classifier"]["meta"]["final_validation"]
+    assert runs[-1]["run_wall_time_s"] >= runs[-1]["wall_time_s"]  # the whole run, not only up to best.pt
