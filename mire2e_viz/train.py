@@ -773,7 +773,8 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
     if old.exists():
         prev = json.loads(old.read_text())
         for k, v in prev.get("meta", {}).items():
-            doc["meta"].setdefault(k, v)
+            if k not in ("code_version", "date"):  # these describe this export, not the last one
+                doc["meta"].setdefault(k, v)
     doc["meta"].setdefault("layout", "fixed")
     doc["meta"].setdefault("code_version", code_version())
     doc["meta"].setdefault("date", time.strftime("%Y-%m-%d"))

@@ -251,3 +251,10 @@ def test_export_records_chain_and_best_checkpoint(tiny, tmp_path):
     assert [r["run"] for r in runs] == [str(tmp_path / "clf_pre"), str(tmp_path / "clf" / "best.pt")]
     assert "val_aupr" in doc["stages"]["classifier"]["meta"]["final_validation"]
     assert runs[-1]["run_wall_time_s"] >= runs[-1]["wall_time_s"]  # the whole run, not only up to best.pt
+    # a re-export keeps the record's metrics but states its own code version
+    from mire2e_viz.train import code_version
+
+    doc["meta"].update(code_version="0.0.0+git.old", metrics={"kept": 1})
+    rec.write_text(json.dumps(doc))
+    again = json.loads(export("tiny", cks, out_dir=tmp_path / "w").read_text())
+    assert again["meta"]["metrics"] == {"kept": 1} and again["meta"]["code_version"] == code_version()
