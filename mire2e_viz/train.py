@@ -179,20 +179,29 @@ def load_state(path_or_name: str | Path, stage: str) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
 
 
+def window_sets(config: dict) -> list[tuple[str, Any, dict[str, np.ndarray]]]:
+    """The cached window tables a stage trains on: ``(name, WindowSet, arrays)``, the base table first.
+
+    The classifier adds ``classifier_extra`` and ``strand_decoys`` when its config turns them on.
+    """
+    from .trainingdata import classifier_extra, load_windows, strand_decoys
+
+    seed = config.get("data_seed", 0)
+    sets = [("windows", *load_windows(seed))]
+    if config.get("stage") == "classifier":
+        for flag, make in (("classifier_extra", classifier_extra), ("strand_decoys", strand_decoys)):
+            if config.get(flag):
+                sets.append((flag, *make(seed)))
+    return sets
+
+
 def load_arrays(config: dict) -> dict[str, np.ndarray]:
-    """Training arrays: from ``config["data"]`` (.npz) or the cached window table."""
+    """Training arrays: from ``config["data"]`` (.npz) or the cached window tables (:func:`window_sets`)."""
     if config.get("data"):
         with np.load(config["data"], allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    from .trainingdata import classifier_extra, load_windows, strand_decoys
-
-    sets = [load_windows(config.get("data_seed", 0))]
-    if config.get("stage") == "classifier" and config.get("classifier_extra"):
-        sets.append(classifier_extra(config.get("data_seed", 0)))
-    if config.get("stage") == "classifier" and config.get("strand_decoys"):
-        sets.append(strand_decoys(config.get("data_seed", 0)))
     parts = []
-    for ws, arrays in sets:
+    for _, ws, arrays in window_sets(config):
         part = {k: v for k, v in arrays.items()}
         part.update(split=ws.split, species=ws.species, kind=ws.kind)
         parts.append(part)
@@ -609,6 +618,14 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
                default=-np.inf)
     mine()
 
+    def keep_if_best(rec: dict[str, Any]) -> None:
+        nonlocal best
+        v = _best_value(rec, cfg.get("keep_best"))
+        if v is not None and v > best:
+            best = v
+            save(out / "best.pt")
+            rec["best"] = True
+
     def save(path: Path) -> None:
         torch.save({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -651,11 +668,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         if rank == 0 and len(eval_idx) and (step % int(cfg["eval_every"]) == 0):
             rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
             history.append(rec)
-            v = _best_value(rec, cfg.get("keep_best"))
-            if v is not None and v > best:
-                best = v
-                save(out / "best.pt")
-                rec["best"] = True
+            keep_if_best(rec)
         if step % int(cfg["eval_every"]) == 0:
             mine()
         log.write(json.dumps(rec) + "\n")
@@ -670,10 +683,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         rec = {"step": step, "final": True, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
         rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
         history.append(rec)
-        v = _best_value(rec, cfg.get("keep_best"))
-        if v is not None and v > best:
-            save(out / "best.pt")
-            rec["best"] = True
+        keep_if_best(rec)
         log.write(json.dumps(rec) + "\n")
     log.close()
     save(out / "last.pt")

@@ -260,17 +260,17 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
     import torch
 
     from mire2e_viz import trainingdata as td
-    from mire2e_viz.train import export
+    from mire2e_viz.train import export, window_sets
 
-    ws, _ = td.load_windows(0)
+    # the tables the shipped classifier trained on: the base table, then its classifier-only ones
     clf_cfg = torch.load(checkpoints["classifier"], weights_only=False, map_location="cpu")["config"]
+    (_, ws, _), *extra_sets = window_sets({**clf_cfg, "stage": "classifier"})
     clf_only: dict[str, dict[str, int]] = {}
-    for flag, make in (("classifier_extra", td.classifier_extra), ("strand_decoys", td.strand_decoys)):
-        if clf_cfg.get(flag):
-            for sl, kinds in td.counts(make(0)[0]).items():
-                for k, n in kinds.items():
-                    if k != "hsa_positive_windows" and n:
-                        clf_only.setdefault(sl, {})[f"{k} (classifier only)"] = n
+    for _, extra_ws, _ in extra_sets:
+        for sl, kinds in td.counts(extra_ws).items():
+            for k, n in kinds.items():
+                if k != "hsa_positive_windows" and n:
+                    clf_only.setdefault(sl, {})[f"{k} (classifier only)"] = n
     meta = {
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
