@@ -76,6 +76,9 @@ BASE: dict[str, Any] = {
     "init": None,  # initial weights (checkpoint, state dict or shipped name); optimizer starts fresh
     # also save ``best.pt`` whenever this validation metric improves (None: last step only)
     "keep_best": None,  # e.g. "val_aupr", "val_acc3", "val_pearson", "-val_loss"
+    # dropout probability during training for every Dropout layer and attention dropout
+    # (None: the architecture's own, 0.1 in the Transformers, 0.5 in the classifier MLP)
+    "dropout": None,
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -100,6 +103,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # re-mined every ``eval_every`` steps from ``hard_negative_pool`` top-scoring negatives
         "hard_negative_fraction": 0.0,
         "hard_negative_pool": 2000,
+        # weight of a ranking loss that scores each hairpin above its own reverse complement
+        # (needs strand_decoys; see strand_pairs)
+        "strand_pair_weight": 0.0,
     },
 }
 
@@ -203,7 +209,7 @@ def load_arrays(config: dict) -> dict[str, np.ndarray]:
     parts = []
     for _, ws, arrays in window_sets(config):
         part = {k: v for k, v in arrays.items()}
-        part.update(split=ws.split, species=ws.species, kind=ws.kind)
+        part.update(split=ws.split, species=ws.species, kind=ws.kind, name=ws.name)
         parts.append(part)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -389,6 +395,62 @@ def _loss(stage: str, model, inputs, target, config: dict):
     return F.mse_loss(model(*inputs).float(), target.float())
 
 
+def strand_pairs(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Row of each hairpin's strand decoy (its reverse complement), or -1.
+
+    A positive row of kind ``hairpin`` named ``n`` pairs with the ``hairpin_rc``
+    row named ``n_rc``, a ``hairpin_ctx`` row with the ``hairpin_rc_ctx`` row
+    (see :func:`mire2e_viz.trainingdata.strand_decoys`). Needs ``name``, ``kind``
+    and ``label`` arrays; rows without a decoy (and every negative) get -1.
+    """
+    n = len(arrays["label"])
+    out = np.full(n, -1, dtype=np.int64)
+    if "name" not in arrays or "kind" not in arrays:
+        return out
+    names, kinds = arrays["name"].astype(str), arrays["kind"].astype(str)
+    decoy = {(str(nm), str(k)): i for i, (nm, k) in enumerate(zip(names, kinds, strict=True))
+             if k in ("hairpin_rc", "hairpin_rc_ctx")}
+    for i in np.flatnonzero(arrays["label"] == 1):
+        if kinds[i] in ("hairpin", "hairpin_ctx"):
+            out[i] = decoy.get((names[i] + "_rc", kinds[i].replace("hairpin", "hairpin_rc")), -1)
+    return out
+
+
+def strand_rank_loss(logits, n_sense: int):
+    """Pairwise loss ``softplus(-(z_sense - z_antisense))`` over the last rows of a batch.
+
+    ``logits`` holds ``n_sense`` hairpins' rows followed by their decoys' rows, as
+    the last ``2 * n_sense`` rows; ``z`` is the pre-miRNA log-odds (column 0 minus
+    column 1). The loss falls as each hairpin outscores its own reverse complement.
+    """
+    import torch.nn.functional as F
+
+    z = (logits[:, 0] - logits[:, 1]).float()
+    if n_sense == 0:
+        return z.sum() * 0.0
+    sense, anti = z[-2 * n_sense : -n_sense], z[-n_sense:]
+    return F.softplus(-(sense - anti)).mean()
+
+
+def set_dropout(model, p: float) -> int:
+    """Set every dropout probability of ``model`` (``nn.Dropout`` layers and attention dropout) to ``p``.
+
+    A training setting only: dropout is inactive in evaluation, so the network,
+    its state dict and its outputs are unchanged. Returns the number of places set.
+    """
+    from torch import nn
+
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, nn.Dropout):
+            mod.p = float(p)
+            n += 1
+        elif isinstance(mod, nn.MultiheadAttention):
+            mod.dropout = float(p)
+            n += 1
+    return n
+
+
 def pair_partners(profile: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Partner index of each position from reference-encoded dot-brackets.
 
@@ -412,7 +474,12 @@ def pair_partners(profile: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float]:
+def _evaluate(stage: str, model, arrays, idx, config, device, pairs: np.ndarray | None = None) -> dict[str, float]:
+    """Validation metrics on rows ``idx``; for the classifier also ``val_strand`` on ``pairs``.
+
+    ``pairs`` is an ``(n, 2)`` array of (hairpin row, its decoy row): ``val_strand``
+    is the share of hairpins scored above their own reverse complement.
+    """
     import torch
 
     model.eval()
@@ -425,7 +492,6 @@ def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float
                 target = target[0]  # validation loss: the profile MSE alone, comparable across runs
             losses.append(float(_loss(stage, model, inputs, target, config)) * len(b))
             outs.append(model(*inputs).float().cpu().numpy())
-    model.train()
     out = np.concatenate(outs) if outs else np.zeros(0)
     res = {"val_loss": sum(losses) / max(len(idx), 1)}
     if stage == "structure":
@@ -444,6 +510,17 @@ def _evaluate(stage: str, model, arrays, idx, config, device) -> dict[str, float
         y = arrays["label"][idx]
         if 0 < y.sum() < len(y):
             res["val_aupr"] = float(average_precision_score(y, out))
+        if pairs is not None and len(pairs):
+            with torch.inference_mode():
+                sc = []
+                for i in range(0, len(pairs), 256):
+                    rows = pairs[i : i + 256].T.reshape(-1)
+                    inputs, _ = _inputs(stage, arrays, rows, config, device)
+                    sc.append(model(*inputs).float().cpu().numpy().reshape(2, -1).T)
+            sc = np.concatenate(sc)
+            res["val_strand"] = float((sc[:, 0] > sc[:, 1]).mean())
+            res["val_strand_pairs"] = len(pairs)
+    model.train()
     return res
 
 
@@ -468,8 +545,12 @@ def hard_negatives(model, arrays: dict[str, np.ndarray], idx: np.ndarray, config
 
 
 def _best_value(rec: dict[str, Any], key: str | None) -> float | None:
+    """Value of a ``keep_best`` key: a metric, ``-metric`` (lower is better) or a sum ``a+b``."""
     if not key:
         return None
+    if "+" in key:
+        parts = [_best_value(rec, k) for k in key.split("+")]
+        return None if any(v is None for v in parts) else float(sum(parts))
     sign = -1.0 if key.startswith("-") else 1.0
     v = rec.get(key.lstrip("-"))
     return None if v is None or not np.isfinite(v) else sign * float(v)
@@ -545,20 +626,40 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     rng = np.random.default_rng(int(cfg["seed"]))
     eval_idx = np.sort(rng.permutation(val_idx)[: int(cfg["eval_windows"])]) if len(val_idx) else val_idx
     cap = cfg.get("max_train_windows")
+    pair_w = float(cfg.get("strand_pair_weight") or 0.0) if stage == "classifier" else 0.0
+    decoy_of = strand_pairs(arrays) if stage == "classifier" else None
     if cap and len(train_idx) > int(cap):
         # keep every positive (up to half the cap), fill with random negatives
         lab = arrays["label"][train_idx]
         pos_i = rng.permutation(train_idx[lab == 1])[: int(cap) // 2] if stage == "classifier" else train_idx[:0]
         rest = np.setdiff1d(train_idx, pos_i)
         train_idx = np.sort(np.concatenate([pos_i, rng.permutation(rest)[: int(cap) - len(pos_i)]]))
+        if pair_w > 0:  # the kept hairpins' decoys stay too
+            d = decoy_of[pos_i]
+            train_idx = np.union1d(train_idx, d[d >= 0])
+    val_pairs = np.zeros((0, 2), np.int64)
+    if decoy_of is not None:
+        if pair_w > 0 and (decoy_of[train_idx] >= 0).sum() == 0:
+            raise ValueError("strand_pair_weight > 0 needs strand decoys in the training rows "
+                             "(set \"strand_decoys\": true)")
+        vi = val_idx[decoy_of[val_idx] >= 0]
+        val_pairs = np.stack([vi, decoy_of[vi]], axis=1)
     if stage != "structure" and cfg.get("profile_source") == "predicted" and "pred_profile" not in arrays:
         if not cfg.get("structure_weights"):
             raise ValueError(f"stage {stage!r} with profile_source='predicted' needs structure_weights")
         # predict only the rows this run uses
         rows = np.concatenate([train_idx, eval_idx])
+        extra = np.setdiff1d(np.concatenate([val_pairs.ravel(), decoy_of[train_idx][decoy_of[train_idx] >= 0]])
+                             if decoy_of is not None else np.zeros(0, np.int64), rows)
+        rows = np.concatenate([rows, extra])
         n_all = len(arrays["codes"])
+        where = np.full(n_all, -1, dtype=np.int64)
+        where[rows] = np.arange(len(rows))
         arrays = {k: v[rows] for k, v in arrays.items() if hasattr(v, "__len__") and len(v) == n_all}
-        train_idx, eval_idx = np.arange(len(train_idx)), np.arange(len(train_idx), len(rows))
+        train_idx, eval_idx = np.arange(len(train_idx)), np.arange(len(train_idx), len(train_idx) + len(eval_idx))
+        if decoy_of is not None:
+            decoy_of = np.where(decoy_of[rows] >= 0, where[np.maximum(decoy_of[rows], 0)], -1)
+            val_pairs = where[val_pairs]
         mfe_w = cfg.get("mfe_weights") if stage == "classifier" else None
         digest_rows = __import__("hashlib").sha1(rows.tobytes()).hexdigest()[:10]
         key = f"{Path(str(cfg['structure_weights'])).parent.name}_{Path(str(mfe_w)).parent.name if mfe_w else 'none'}_{digest_rows}"
@@ -566,6 +667,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         arrays.update(predict_stages(arrays, cfg["structure_weights"], mfe_w, cache=cache, progress=progress))
 
     model = build(stage).to(device)
+    if cfg.get("dropout") is not None:
+        set_dropout(model, float(cfg["dropout"]))
     if cfg["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], nesterov=True)
     elif cfg["optimizer"] == "adamw":
@@ -591,8 +694,10 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
             else:
                 sampler.rng = rs
             torch.set_rng_state(obj["torch_rng"])
-        else:
+        else:  # a state dict or shipped weights: an initialisation, recorded as such
             model.load_state_dict(load_state(resume, stage))
+            cfg["init"] = str(resume)
+            resume = None
     if cfg.get("init") and resume is None:
         model.load_state_dict(load_state(cfg["init"], stage))
     world, rank = _distributed()
@@ -649,8 +754,17 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * factor
         idx = train_idx[sampler.next()]
-        inputs, target = _inputs(stage, arrays, idx, cfg, device)
-        loss = _loss(stage, model, inputs, target, cfg)
+        if pair_w > 0:
+            # the batch's hairpins that have a decoy, then those decoys, appended as extra negatives
+            sense = idx[decoy_of[idx] >= 0]
+            rows = np.concatenate([idx, sense, decoy_of[sense]])
+            inputs, target = _inputs(stage, arrays, rows, cfg, device)
+            logits = model.logits(*inputs)
+            loss = (focal_loss(logits, target, cfg["alpha"], cfg["gamma"])
+                    + pair_w * strand_rank_loss(logits, len(sense)))
+        else:
+            inputs, target = _inputs(stage, arrays, idx, cfg, device)
+            loss = _loss(stage, model, inputs, target, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if world > 1:
@@ -666,7 +780,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         rec: dict[str, Any] = {"step": step, "loss": lv, "loss_ema": ema, "lr": cfg["lr"] * factor,
                                "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
         if rank == 0 and len(eval_idx) and (step % int(cfg["eval_every"]) == 0):
-            rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
+            rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device, val_pairs))
             history.append(rec)
             keep_if_best(rec)
         if step % int(cfg["eval_every"]) == 0:
@@ -681,7 +795,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         return out / "last.pt"
     if len(eval_idx):
         rec = {"step": step, "final": True, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
-        rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device))
+        rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device, val_pairs))
         history.append(rec)
         keep_if_best(rec)
         log.write(json.dumps(rec) + "\n")
@@ -780,6 +894,7 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"name": name, "meta": dict(meta or {}), "stages": {}}
     old = out_dir / f"{name}.json"
+    prev: dict[str, Any] = {}
     if old.exists():
         prev = json.loads(old.read_text())
         for k, v in prev.get("meta", {}).items():
@@ -816,6 +931,17 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
             if not init or not Path(str(init)).is_file():
                 break
             prev, src = torch.load(init, weights_only=False, map_location="cpu"), init
+        earlier: list[dict] = []
+        if init and not Path(str(init)).is_file():
+            # started from shipped weights: their record's runs come first (same name: the record replaced here)
+            shipped = json.loads((out_dir / f"{init}.json").read_text()) if (out_dir / f"{init}.json").is_file() \
+                else {}
+            earlier = shipped.get("stages", {}).get(stage, {}).get("meta", {}).get("training_runs", [])
+            if not earlier:
+                raise ValueError(f"{stage}: the chain starts from shipped weights {init!r}, but no record "
+                                 f"{out_dir / (str(init) + '.json')} lists their training runs")
+            chain[-1]["init"] = f"shipped {init} weights"
+        chain = chain + earlier[::-1]
         rec_meta = {
             "recipe": cfg,
             "steps": sum(c["steps"] for c in chain),

@@ -258,3 +258,116 @@ def test_export_records_chain_and_best_checkpoint(tiny, tmp_path):
     rec.write_text(json.dumps(doc))
     again = json.loads(export("tiny", cks, out_dir=tmp_path / "w").read_text())
     assert again["meta"]["metrics"] == {"kept": 1} and again["meta"]["code_version"] == code_version()
+
+
+def _with_decoys(tiny) -> dict[str, np.ndarray]:
+    """The tiny set as 4 hairpins (2 isolated, 2 in context) with their decoys, plus other negatives."""
+    arrays = {k: v.copy() for k, v in tiny.items()}
+    kind = np.array(["genomic"] * N, dtype=object)
+    name = np.array([f"neg{i}" for i in range(N)], dtype=object)
+    label = np.zeros(N, np.int64)
+    for i, (k, nm) in enumerate([("hairpin", "h1"), ("hairpin_ctx", "h1"), ("hairpin", "h2"), ("hairpin_ctx", "h2")]):
+        kind[i], name[i], label[i] = k, nm, 1
+        kind[4 + i], name[4 + i] = k.replace("hairpin", "hairpin_rc"), nm + "_rc"
+    arrays.update(kind=kind.astype(str), name=name.astype(str), label=label, species=np.where(label == 1, "hsa", ""))
+    return arrays
+
+
+def test_strand_pairs_match_each_hairpin_to_its_own_decoy(tiny):
+    from mire2e_viz.train import strand_pairs
+
+    pairs = strand_pairs(_with_decoys(tiny))
+    assert pairs[:4].tolist() == [4, 5, 6, 7]  # hairpin -> hairpin_rc, hairpin_ctx -> hairpin_rc_ctx
+    assert (pairs[4:] == -1).all()  # decoys and other negatives have no partner
+    # tables without names (the miRBoost folds, say) have no pairs
+    assert (strand_pairs(tiny) == -1).all()
+
+
+def test_strand_rank_loss_prefers_the_sense_strand():
+    from mire2e_viz.train import strand_rank_loss
+
+    good = torch.tensor([[0.0, 0.0], [3.0, -3.0], [-3.0, 3.0]])  # one other row, then sense, then decoy
+    bad = torch.tensor([[0.0, 0.0], [-3.0, 3.0], [3.0, -3.0]])
+    assert float(strand_rank_loss(good, 1)) < 0.01 < 11.0 < float(strand_rank_loss(bad, 1))
+    assert float(strand_rank_loss(good, 0)) == 0.0
+
+
+def test_strand_pair_training_raises_the_sense_strand(tiny, tmp_path):
+    """With the ranking loss the hairpins move above their decoys; ``val_strand`` measures it."""
+    arrays = _with_decoys(tiny)
+    arrays["split"] = np.array(["train"] * N)
+    cfg = {"max_steps": 30, "batch_size": 8, "profile_source": "target", "threads": 1, "lr": 1e-3,
+           "strand_pair_weight": 1.0, "pos_fraction": 0.5, "warmup": 0.0, "schedule": "constant"}
+    ck = train_stage("classifier", cfg, out=tmp_path, arrays=arrays, progress=False)
+    from mire2e_viz.encoding import one_hot
+    from mire2e_viz.model import build
+
+    model = build("classifier")
+    model.load_state_dict(torch.load(ck, weights_only=False, map_location="cpu")["model"])
+    model.eval()
+    with torch.inference_mode():
+        s = model(torch.from_numpy(one_hot(arrays["codes"][:8])), torch.from_numpy(arrays["profile"][:8]),
+                  torch.from_numpy(arrays["mfe_raw"][:8])).numpy()
+    assert (s[:4] > s[4:8]).all(), s
+    # validation reports the share of held-out hairpins above their own decoy
+    arrays["split"] = np.array(["val" if i in (2, 3, 6, 7) else "train" for i in range(N)])
+    train_stage("classifier", {**cfg, "max_steps": 2, "eval_every": 2, "eval_windows": 8}, out=tmp_path / "v",
+                arrays=arrays, progress=False)
+    rec = [json.loads(line) for line in open(tmp_path / "v" / "history.jsonl") if "val_strand" in line][-1]
+    assert rec["val_strand_pairs"] == 2 and 0.0 <= rec["val_strand"] <= 1.0
+
+
+def test_strand_pair_weight_needs_decoys(tiny, tmp_path):
+    cfg = {"max_steps": 2, "batch_size": 8, "profile_source": "target", "threads": 1, "strand_pair_weight": 1.0}
+    with pytest.raises(ValueError, match="strand_decoys"):
+        train_stage("classifier", cfg, out=tmp_path, arrays=tiny, progress=False)
+
+
+def test_set_dropout_reaches_every_dropout():
+    from mire2e_viz.model import build
+    from mire2e_viz.train import set_dropout
+
+    for stage in ("structure", "classifier"):
+        model = build(stage)
+        n = set_dropout(model, 0.0)
+        assert n > 0
+        assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+        assert all(m.dropout == 0.0 for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention))
+    # in training mode a dropout-free model is deterministic
+    model = build("structure")
+    set_dropout(model, 0.0)
+    model.train()
+    oh = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 100)), 4).float()
+    from mire2e_viz.encoding import structure_pe
+
+    pe = torch.from_numpy(structure_pe(np.array([100, 100])))
+    torch.testing.assert_close(model(oh, pe), model(oh, pe))
+
+
+def test_export_after_fine_tuning_shipped_weights_keeps_their_history(tiny, tmp_path):
+    """A run started from the shipped weights (``--resume hsa``) is recorded after their training runs."""
+    import shutil
+
+    from mire2e_viz import weights as W
+    from mire2e_viz.train import export
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    base = {"max_steps": 2, "batch_size": 8, "profile_source": "target", "threads": 1, "eval_every": 2,
+            "eval_windows": 4}
+    cks = {stage: train_stage(stage, base, out=tmp_path / stage, resume="hsa", arrays=arrays, progress=False)
+           for stage in ("structure", "mfe", "classifier")}
+    assert json.loads((tmp_path / "mfe" / "config.json").read_text())["init"] == "hsa"
+    shutil.copy(W.WEIGHTS_DIR / "hsa.json", tmp_path / "hsa.json")
+    shipped = json.loads((tmp_path / "hsa.json").read_text())
+    doc = json.loads(export("hsa", cks, out_dir=tmp_path).read_text())
+    for stage in ("structure", "mfe", "classifier"):
+        before = shipped["stages"][stage]["meta"]
+        after = doc["stages"][stage]["meta"]
+        assert after["training_runs"][:-1] == before["training_runs"]
+        assert after["training_runs"][-1]["run"] == str(tmp_path / stage)
+        assert after["training_runs"][-1]["init"] == "shipped hsa weights"
+        assert after["steps"] == before["steps"] + 2
+    # without the record of the shipped weights the history would be lost: refused
+    (tmp_path / "hsa.json").unlink()
+    with pytest.raises(ValueError, match="training runs"):
+        export("hsa", cks, out_dir=tmp_path)
