@@ -218,7 +218,9 @@ def predict_stages(arrays: dict[str, np.ndarray], structure_weights: str | None,
                    batch_size: int = 256, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
     """Run stage 1 (and 2) on every window; returns ``pred_profile`` and ``pred_mfe_raw``.
 
-    Results are cached in ``cache`` (an .npz) when given.
+    With ``structure_weights`` None, stage 1 is not run: ``arrays["pred_profile"]``
+    (an earlier prediction) feeds stage 2. Results are cached in ``cache`` (an
+    .npz) when given.
     """
     import torch
 
@@ -232,14 +234,19 @@ def predict_stages(arrays: dict[str, np.ndarray], structure_weights: str | None,
 
     codes, lengths = arrays["codes"], arrays["lengths"]
     out: dict[str, np.ndarray] = {}
-    s = build("structure").eval()
-    s.load_state_dict(load_state(structure_weights, "structure"))
-    prof = np.zeros(codes.shape, np.float32)
-    with torch.inference_mode():
-        for i in tqdm(range(0, len(codes), batch_size), desc="structure", disable=not progress):
-            oh = torch.from_numpy(one_hot(codes[i : i + batch_size]))
-            pe = torch.from_numpy(structure_pe(lengths[i : i + batch_size]))
-            prof[i : i + batch_size] = s(oh, pe).numpy()
+    if structure_weights is None:
+        if "pred_profile" not in arrays:
+            raise ValueError("predict_stages: no structure weights and no earlier pred_profile to reuse")
+        prof = np.asarray(arrays["pred_profile"], np.float32)
+    else:
+        s = build("structure").eval()
+        s.load_state_dict(load_state(structure_weights, "structure"))
+        prof = np.zeros(codes.shape, np.float32)
+        with torch.inference_mode():
+            for i in tqdm(range(0, len(codes), batch_size), desc="structure", disable=not progress):
+                oh = torch.from_numpy(one_hot(codes[i : i + batch_size]))
+                pe = torch.from_numpy(structure_pe(lengths[i : i + batch_size]))
+                prof[i : i + batch_size] = s(oh, pe).numpy()
     out["pred_profile"] = prof
     if mfe_weights:
         m = build("mfe").eval()

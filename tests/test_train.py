@@ -371,3 +371,15 @@ def test_export_after_fine_tuning_shipped_weights_keeps_their_history(tiny, tmp_
     (tmp_path / "hsa.json").unlink()
     with pytest.raises(ValueError, match="training runs"):
         export("hsa", cks, out_dir=tmp_path)
+
+
+def test_predict_stages_reuses_an_earlier_profile(tiny):
+    """Stage 2 on a stored stage-1 prediction equals the full cascade (scripts/cascade_table.py --from)."""
+    from mire2e_viz.train import predict_stages
+
+    full = predict_stages(tiny, "hsa", "hsa", progress=False)
+    assert full["pred_profile"].shape == (N, 100) and np.abs(full["pred_profile"]).max() <= 1.0
+    again = predict_stages({**tiny, "pred_profile": full["pred_profile"]}, None, "hsa", progress=False)
+    np.testing.assert_allclose(again["pred_mfe_raw"], full["pred_mfe_raw"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pred_profile"):
+        predict_stages(tiny, None, "hsa", progress=False)

@@ -1,0 +1,62 @@
+"""Write the training windows with a trained cascade's stage 1-2 outputs to one ``.npz``.
+
+The MFE and classifier stages train on the structure stage's predicted
+profiles (and the classifier on the MFE stage's estimates too). Predicting
+them is the slow part of those runs, so this computes them once, for every
+window the classifier may use (the base table plus ``classifier_extra`` and
+``strand_decoys``), and the runs read the table with ``{"data": ...}``::
+
+    python scripts/cascade_table.py --structure runs/s5/last.pt --out runs/table_s5.npz
+    mire2e-viz train mfe --config '{"data": "runs/table_s5.npz", "init": "hsa", ...}'
+    python scripts/cascade_table.py --structure runs/s5/last.pt --mfe runs/mfe5/best.pt \\
+        --from runs/table_s5.npz --out runs/table_s5_mfe5.npz
+    mire2e-viz train classifier --config '{"data": "runs/table_s5_mfe5.npz", "init": "hsa", ...}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--structure", required=True, help="structure checkpoint, state dict or shipped name")
+    ap.add_argument("--mfe", help="MFE checkpoint, state dict or shipped name (adds pred_mfe_raw)")
+    ap.add_argument("--from", dest="source", help="an earlier table whose pred_profile to reuse")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from mire2e_viz.train import load_arrays, predict_stages
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    if args.source:  # stage 1 already predicted: reuse it
+        with np.load(args.source, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays.update(predict_stages(arrays, None, args.mfe))
+    else:
+        arrays = load_arrays({"stage": "classifier", "classifier_extra": True, "strand_decoys": True})
+        arrays.update(predict_stages(arrays, args.structure, args.mfe))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **arrays)
+    meta = {"structure": args.structure, "mfe": args.mfe, "rows": len(arrays["codes"]),
+            "wall_s": round(time.time() - t0, 1)}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    print(json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
