@@ -403,7 +403,7 @@ _STAGE12: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_val: float = 0.0,
-                eval_every: int = 100) -> dict:
+                eval_every: int = 100, init: str | None = None, run_name: str | None = None) -> dict:
     """Retrain a classifier from scratch per fold on the given folds, evaluate on each fold's val.
 
     Stage 1 and 2 are the trained (frozen) ones; their outputs are computed
@@ -415,6 +415,9 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
     classifier trains for at most ``steps`` steps and the checkpoint with the
     best AUPR on that inner split, checked every ``eval_every`` steps, scores
     the fold's val split. The fold's val split never chooses anything.
+
+    ``init`` starts every fold's classifier from those weights instead of
+    from scratch (a pre-training that must not have seen the benchmark).
     """
     import torch
 
@@ -446,9 +449,9 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
         arrays = {"codes": codes[idx], "lengths": lengths[idx], "label": np.array([y for _, y in tr]),
                   "profile": out["profile"][idx], "mfe_raw": out["mfe_raw"][idx],
                   "pred_profile": out["profile"][idx], "pred_mfe_raw": out["mfe_raw"][idx]}
-        run = REPO / "runs" / ("cv_inner" if inner_val else "cv") / f"fold{f}"
+        run = REPO / "runs" / (run_name or ("cv_inner" if inner_val else "cv")) / f"fold{f}"
         cfg = {"max_steps": steps, "seed": seed + f, "eval_every": 10**9, "ckpt_every": 10**9,
-               "profile_source": "predicted"}
+               "profile_source": "predicted", "init": init}
         if inner_val:
             y = arrays["label"]
             r = np.random.default_rng([seed, f])

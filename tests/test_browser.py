@@ -280,7 +280,20 @@ def test_jupyterlab_locus_explorer(chromium_executable, free_port, artifacts_dir
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=STARTUP_S * 1000, state="attached")
             _run_all_cells(page)
+            _accept_kernel_dialog(page)
             exercise_explorer(page, artifacts_dir, "lab")
+
+
+def _accept_kernel_dialog(page) -> None:
+    """Accept JupyterLab's "Select Kernel" dialog (Python 3) if it is open.
+
+    On a loaded machine the Lab can ask for a kernel after a first Run All; the
+    modal dialog then blocks every click on the page.
+    """
+    accept = page.locator(".jp-Dialog .jp-mod-accept")
+    if accept.count():
+        accept.first.click()
+        page.locator(".jp-Dialog").first.wait_for(state="detached", timeout=10_000)
 
 
 def _run_all_cells(page, attempts: int = 6) -> None:
@@ -288,6 +301,7 @@ def _run_all_cells(page, attempts: int = 6) -> None:
     started = r"""() => [...document.querySelectorAll('.jp-InputArea-prompt')]
                         .some(p => /\[(\*|\d+)\]/.test(p.textContent))"""
     for _ in range(attempts):
+        _accept_kernel_dialog(page)
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
         try:
