@@ -24,6 +24,12 @@ cv          miRBoost human 5-fold CV, folds as given: a classifier trained per f
             fixed number of steps (``--cv-steps``).
 cv_nested   the same folds, each fold's classifier stopped at its best AUPR on 10 % of that
             fold's own training split (at most ``--cv-nested-steps``).
+cv_transfer (opt-in) the nested protocol, each fold fine-tuning a classifier pre-trained on
+            the rows of a cascade table (``--pretrain-table``, written by
+            ``scripts/cascade_table.py`` with the same stages 1-2) that share nothing
+            with the benchmark: no 20-mer with any of its sequences (either strand), no
+            hairpin family that one of its pre-miRNAs touches
+            (:func:`mire2e_viz.trainingdata.benchmark_disjoint`).
 genomic     threshold recovering 90 % of validation hairpins in genomic context,
             false-positive candidate regions per 100 kb (both strands).
 localization chr19 example (mir-23a/27a/24-2), DeepMirCut best-window overlap.
@@ -403,7 +409,8 @@ _STAGE12: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_val: float = 0.0,
-                eval_every: int = 100, init: str | None = None, run_name: str | None = None) -> dict:
+                eval_every: int = 100, init: str | None = None, run_name: str | None = None,
+                init_note: str = "a pre-trained classifier") -> dict:
     """Retrain a classifier from scratch per fold on the given folds, evaluate on each fold's val.
 
     Stage 1 and 2 are the trained (frozen) ones; their outputs are computed
@@ -494,7 +501,8 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
     out = {"folds": per_fold, **{f"{k}_mean": float(np.mean([p[k] for p in per_fold])) for k in keys},
            **{f"{k}_sd": float(np.std([p[k] for p in per_fold])) for k in keys},
            "steps_per_fold": steps, "wall_s": round(time.time() - t0, 1), "stage12_s": stage12_s,
-           "protocol": ("classifier retrained from scratch on each fold's train split (AdamW lr 1e-4, cosine, "
+           "protocol": (f"classifier {'fine-tuned' if init else 'retrained from scratch'} on each fold's train "
+                        f"split{', starting from ' + init_note if init else ''} (AdamW lr 1e-4, cosine, "
                         f"focal loss alpha=1 gamma=4, batch 32, {training}, 30% positives per batch) on top "
                         "of the frozen shipped structure and MFE stages; scored on the fold's val split, "
                         "sequences longer than 100 nt by their best window"),
@@ -502,6 +510,48 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
     if inner_val:
         out.update(inner_val=inner_val, eval_every=eval_every, chosen_steps=chosen)
     return out
+
+
+def pretrain_disjoint(table: str | Path, steps: int = 6000, seed: int = 0, threads: int = 2) -> tuple[Path, dict]:
+    """Pre-train a classifier on the rows of a cascade table disjoint from the miRBoost benchmark.
+
+    Positives of every species in the table count; the checkpoint with the best
+    AUPR on the table's own validation split (held-out families) is returned
+    with a summary of the rows used.
+    """
+    import torch
+
+    from mire2e_viz.train import train_stage
+
+    path = Path(table)
+    if not path.exists():
+        raise SystemExit(f"--pretrain-table {path}: no such file; write it with scripts/cascade_table.py "
+                         "(the same structure and MFE stages as --weights)")
+    z = dict(np.load(path, allow_pickle=False))
+    root = td.data_dir() / "mirboost_benchmark_cv" / "human"
+    bench = sorted({s for p in root.rglob("*.fa") for _, s in td.read_fasta(p)})
+    pos = sorted({s for p in root.rglob("*pos*.fa") for _, s in td.read_fasta(p)})
+    keep = td.benchmark_disjoint(z, bench, pos, seed)
+    arrays = {k: v[keep] for k, v in z.items()}
+    species = sorted(set(arrays["species"][arrays["label"] == 1].tolist()))
+    cfg = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.01, "schedule": "cosine", "max_steps": steps,
+           "eval_every": 200, "eval_windows": 2000, "ckpt_every": 10**9, "threads": threads, "seed": seed,
+           "keep_best": "val_aupr", "positive_species": species, "pos_fraction": 0.3,
+           "profile_source": "predicted"}
+    run = REPO / "runs" / "cv_pretrain"
+    for old in ("best.pt", "history.jsonl", "last.pt"):
+        (run / old).unlink(missing_ok=True)
+    train_stage("classifier", cfg, out=run, arrays=arrays, progress=True)
+    best = torch.load(run / "best.pt", weights_only=False, map_location="cpu")
+    kinds, n = np.unique(np.char.add(arrays["split"], np.char.add(":", arrays["kind"])), return_counts=True)
+    summary = {"table": path.name, "rows_kept": int(keep.sum()), "rows_dropped": int((~keep).sum()),
+               "rows": dict(zip(kinds.tolist(), n.tolist(), strict=True)), "positive_species": species,
+               "steps": steps, "best_step": int(best["step"]),
+               "best_val_aupr": next((float(h["val_aupr"]) for h in reversed(best.get("history", []))
+                                      if h.get("step") == best["step"] and "val_aupr" in h), None),
+               "guard": "no shared 20-mer with any benchmark sequence (either strand); no hairpin cluster "
+                        "touched by a benchmark positive (20-mer or 8-mer Jaccard >= 0.3)"}
+    return run / "best.pt", summary
 
 
 # ------------------------------------------------------------------------ main
@@ -517,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv-steps", type=int, default=300, help="steps per fold (fixed protocol)")
     ap.add_argument("--cv-nested-steps", type=int, default=1500,
                     help="most steps per fold of the nested protocol (section cv_nested)")
+    ap.add_argument("--pretrain-table", help="cascade table for section cv_transfer (scripts/cascade_table.py)")
+    ap.add_argument("--pretrain-steps", type=int, default=6000, help="pre-training steps of section cv_transfer")
     ap.add_argument("--fp-step", type=int, default=20)
     ap.add_argument("--dmc-step", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -552,6 +604,13 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(res, indent=1))
     if "cv_nested" in sections:
         res["mirboost_cv_nested"] = mirboost_cv(models, args.cv_nested_steps, inner_val=0.1)
+        path.write_text(json.dumps(res, indent=1))
+    if "cv_transfer" in sections:
+        ck, pre = pretrain_disjoint(args.pretrain_table or "", args.pretrain_steps, args.seed, args.threads)
+        note = (f"a classifier pre-trained for {pre['steps']} steps (best val AUPR at step {pre['best_step']}) on "
+                f"{pre['rows_kept']} windows of {pre['table']} that share nothing with the benchmark")
+        res["mirboost_cv_transfer"] = {**mirboost_cv(models, args.cv_nested_steps, inner_val=0.1, init=str(ck),
+                                                     run_name="cv_transfer", init_note=note), "pretraining": pre}
     from mire2e_viz.train import hardware
 
     res.setdefault("evaluation", {})

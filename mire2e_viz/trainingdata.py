@@ -676,6 +676,65 @@ def strand_decoy_table(seed: int = 0, species: str = "hsa", k: int = 20) -> Wind
     return ws
 
 
+def benchmark_disjoint(
+    table: dict[str, np.ndarray],
+    reference: Sequence[str],
+    reference_positives: Sequence[str],
+    seed: int = 0,
+    k: int = 20,
+    jaccard_k: int = 8,
+    jaccard: float = 0.3,
+) -> np.ndarray:
+    """Rows of a window table that share nothing with a benchmark (a mask).
+
+    For a pre-training that a benchmark may then fine-tune and score: a row is
+    dropped when its sequence shares a ``k``-mer (either strand) with any
+    ``reference`` sequence, and when it belongs to a hairpin family touched by
+    the benchmark's positives. A hairpin touches the benchmark when it shares a
+    ``k``-mer with a positive or their ``jaccard_k``-mer Jaccard similarity is
+    at least ``jaccard``; every hairpin of its cluster (:func:`make_split`:
+    paralogs and orthologs) then goes, with the windows made from them
+    (contexts, strand decoys, shuffles), whatever their sequence.
+
+    Parameters
+    ----------
+    table
+        Window arrays with ``codes``, ``lengths`` and ``name`` (a
+        :func:`load_windows`-style table or a ``scripts/cascade_table.py`` one).
+    reference
+        Every benchmark sequence (positives and negatives).
+    reference_positives
+        The benchmark's pre-miRNAs.
+    seed
+        The seed of the family split whose clusters are used.
+    """
+    from .encoding import codes_to_str
+
+    def norm(s: str) -> str:
+        return s.upper().replace("T", "U")
+
+    ref_kmers: set[str] = set()
+    for s in map(norm, reference):
+        ref_kmers |= _kmers(s, k) | _kmers(reverse_complement(s), k)
+    seqs = [codes_to_str(c[:n]) for c, n in zip(table["codes"], table["lengths"], strict=True)]
+    shares = np.array([not _kmers(s, k).isdisjoint(ref_kmers) for s in seqs], bool)
+
+    names, hseqs, _ = load_hairpins()
+    split = make_split(seed)
+    cluster = dict(zip(split["names"], split["cluster"], strict=True))
+    pos = [norm(s) for s in reference_positives]
+    pos_kmers: set[str] = set()
+    for s in pos:
+        pos_kmers |= _kmers(s, k) | _kmers(reverse_complement(s), k)
+    touched = {i for i, s in enumerate(hseqs) if not _kmers(s, k).isdisjoint(pos_kmers)}
+    touched |= {i for i, _ in kmer_jaccard_pairs(hseqs, pos, jaccard_k, jaccard)}
+    bad_clusters = {cluster.get(names[i]) for i in touched} - {None}
+    bad_names = {n for n in names if cluster.get(n) in bad_clusters} | {names[i] for i in touched}
+    base = [re.sub(r"(_rc|_shuf)$", "", str(n)) for n in table["name"]]
+    family = np.array([b in bad_names for b in base], bool)
+    return ~shares & ~family
+
+
 if __name__ == "__main__":  # pragma: no cover - build the cache from the command line
     ws, arr = load_windows()
     print(json.dumps({"meta": ws.meta, "counts": counts(ws)}, indent=1))

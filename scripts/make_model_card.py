@@ -168,6 +168,13 @@ def render(name: str) -> str:
             f"AUPR on 10 % of each fold's own training split): AUPR / AUROC / F1 | "
             f"{_f(cvn.get('aupr_mean'))} ± {_f(cvn.get('aupr_sd'))} / {_f(cvn.get('auroc_mean'))} / "
             f"{_f(cvn.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvn.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+    cvt = m.get("mirboost_cv_transfer", {})
+    if cvt:
+        pre = cvt.get("pretraining", {})
+        add(f"| classifier | miRBoost CV, transfer: each fold fine-tunes a classifier pre-trained on "
+            f"{pre.get('rows_kept')} benchmark-disjoint windows, nested early stopping as above: AUPR / AUROC / F1 | "
+            f"{_f(cvt.get('aupr_mean'))} ± {_f(cvt.get('aupr_sd'))} / {_f(cvt.get('auroc_mean'))} / "
+            f"{_f(cvt.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvt.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
     v = m.get("validation", {})
     if v:
         add(f"| classifier | held-out validation (human hairpins isolated + in genomic context vs all negative kinds; "
@@ -211,6 +218,12 @@ def render(name: str) -> str:
     if cvn:
         add(f"- miRBoost nested protocol: {cvn.get('protocol')}; steps chosen per fold: "
             f"{', '.join(str(x) for x in cvn.get('chosen_steps', []))}.")
+    if cvt:
+        pre = cvt.get("pretraining", {})
+        add(f"- miRBoost transfer protocol: {cvt.get('protocol')}; steps chosen per fold: "
+            f"{', '.join(str(x) for x in cvt.get('chosen_steps', []))}. Pre-training guard: {pre.get('guard')}; "
+            f"positives from {', '.join(pre.get('positive_species', []))}; {pre.get('rows_dropped')} table rows "
+            "dropped by the guard.")
     add("")
     add("## Known limits")
     add("")

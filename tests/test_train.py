@@ -383,3 +383,36 @@ def test_predict_stages_reuses_an_earlier_profile(tiny):
     np.testing.assert_allclose(again["pred_mfe_raw"], full["pred_mfe_raw"], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="pred_profile"):
         predict_stages(tiny, None, "hsa", progress=False)
+
+
+def test_benchmark_disjoint_drops_shared_sequences_and_touched_families():
+    from mire2e_viz.encoding import reverse_complement
+
+    names, seqs, _ = td.load_hairpins()
+    split = td.make_split(0)
+    cluster = np.array(split["cluster"])
+    # a benchmark positive from a family with several members, and an unrelated hairpin
+    sizes = np.bincount(cluster)
+
+    def k20(s):
+        return {s[p : p + 20] for p in range(len(s) - 19)}
+
+    # the mate shares no 20-mer with the positive: only the family rule can drop it
+    i, mate = next((int(a), int(b)) for a in np.flatnonzero(sizes[cluster] >= 2)
+                   for b in np.flatnonzero(cluster == cluster[a])
+                   if b != a and k20(seqs[a]).isdisjoint(k20(seqs[b]) | k20(reverse_complement(seqs[b]))))
+    free = int(np.flatnonzero(sizes[cluster] == 1)[0])
+    negative = "GAUCCAGUUACGGAUCCAAGCUUAGCCGAUAGGCUAACCGUUAGCCAUGGAUCG"  # a benchmark negative
+    rows = [  # (sequence, name)
+        (td.center_crop(seqs[mate]), names[mate]),  # a paralog/ortholog of the benchmark positive
+        (td.center_crop(reverse_complement(seqs[mate])), names[mate] + "_rc"),  # its strand decoy
+        (td.center_crop(seqs[free]), names[free]),  # unrelated hairpin: kept
+        (td.center_crop(seqs[free][::-1]), names[free] + "_shuf"),  # kept
+        ("AAAA" + negative[10:40] + "CCCC", "coding_1"),  # shares a 30-mer with a benchmark negative
+        ("CCCC" + reverse_complement(negative)[5:35], "coding_2"),  # shares one with its other strand
+        ("ACGU" * 20, "genomic_1"),  # kept
+    ]
+    codes, lengths = pad_codes([s for s, _ in rows])
+    table = {"codes": codes, "lengths": lengths, "name": np.array([n for _, n in rows])}
+    keep = td.benchmark_disjoint(table, [seqs[i].replace("U", "T").lower(), negative], [seqs[i]])
+    assert keep.tolist() == [False, False, True, True, False, False, True]
