@@ -880,7 +880,9 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
     name
         Model name (``hsa``): files ``<name>-<stage>.pt`` and ``<name>.json``.
     checkpoints
-        ``stage -> checkpoint`` produced by :func:`train_stage`.
+        ``stage -> checkpoint`` produced by :func:`train_stage`, or ``name``
+        itself to keep that stage as the existing record ships it (file,
+        sha256 and history unchanged), so only the retrained stages move.
     meta
         Metadata common to all stages (training data, metrics, ...).
     stage_meta
@@ -910,7 +912,15 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
     doc["meta"].setdefault("layout", "fixed")
     doc["meta"].setdefault("code_version", code_version())
     doc["meta"].setdefault("date", time.strftime("%Y-%m-%d"))
+    shipped_doc = prev
     for stage in STAGES:
+        if str(checkpoints[stage]) == name:  # keep the shipped stage as it is
+            kept = shipped_doc.get("stages", {}).get(stage)
+            if not kept or W.sha256_file(out_dir / kept["file"]) != kept["sha256"]:
+                raise ValueError(f"{stage}: cannot keep the shipped {name!r} stage: no record or file with a "
+                                 f"matching sha256 in {out_dir}")
+            doc["stages"][stage] = kept
+            continue
         ck = torch.load(checkpoints[stage], weights_only=False, map_location="cpu")
         info = W.export_state_dict(ck["model"], stage, out_dir / f"{name}-{stage}.pt")
         cfg = {k: v for k, v in ck["config"].items() if k not in ("data",)}

@@ -284,6 +284,8 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
     from mire2e_viz import trainingdata as td
     from mire2e_viz.train import export, window_sets
 
+    if str(checkpoints["classifier"]) == name:  # classifier kept as shipped: so is its data description
+        return export(name, checkpoints, dict(extra))
     # the tables the shipped classifier trained on: the base table, then its classifier-only ones
     clf_cfg = torch.load(checkpoints["classifier"], weights_only=False, map_location="cpu")["config"]
     (_, ws, _), *extra_sets = window_sets({**clf_cfg, "stage": "classifier"})
@@ -314,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "MODEL_CARD.md"))
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--export", nargs=3, metavar=("STRUCTURE", "MFE", "CLASSIFIER"),
-                    help="first write weights + record from these checkpoints")
+                    help="first write weights + record from these checkpoints (the record's name, e.g. "
+                         "hsa, keeps that stage as shipped)")
     ap.add_argument("--extra-meta", help="JSON file of extra record metadata (notes, deviations)")
     args = ap.parse_args(argv)
     if args.export:

@@ -416,3 +416,24 @@ def test_benchmark_disjoint_drops_shared_sequences_and_touched_families():
     table = {"codes": codes, "lengths": lengths, "name": np.array([n for _, n in rows])}
     keep = td.benchmark_disjoint(table, [seqs[i].replace("U", "T").lower(), negative], [seqs[i]])
     assert keep.tolist() == [False, False, True, True, False, False, True]
+
+
+def test_export_keeps_shipped_stages_named_by_the_record(tiny, tmp_path):
+    from mire2e_viz.train import export
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    base = {"max_steps": 2, "batch_size": 8, "profile_source": "target", "threads": 1, "eval_every": 2,
+            "eval_windows": 4}
+    cks = {s: train_stage(s, base, out=tmp_path / s, arrays=arrays, progress=False)
+           for s in ("structure", "mfe", "classifier")}
+    first = json.loads(export("tiny", cks, out_dir=tmp_path / "w").read_text())
+    # a later classifier fine-tune from the shipped one; structure and MFE stay as shipped
+    clf2 = train_stage("classifier", {**base, "seed": 1}, out=tmp_path / "clf2", arrays=arrays, progress=False)
+    again = json.loads(export("tiny", {"structure": "tiny", "mfe": "tiny", "classifier": clf2},
+                              out_dir=tmp_path / "w").read_text())
+    assert again["stages"]["structure"] == first["stages"]["structure"]
+    assert again["stages"]["mfe"] == first["stages"]["mfe"]
+    assert again["stages"]["classifier"]["sha256"] != first["stages"]["classifier"]["sha256"]
+    (tmp_path / "w" / first["stages"]["mfe"]["file"]).write_bytes(b"not the shipped file")
+    with pytest.raises(ValueError, match="mfe: cannot keep"):
+        export("tiny", {"structure": "tiny", "mfe": "tiny", "classifier": clf2}, out_dir=tmp_path / "w")
