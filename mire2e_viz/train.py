@@ -97,7 +97,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "structure_weights": None,
         "mfe_weights": None,
         "classifier_extra": True,  # more genomic-context positives and background windows
-        # reverse complements of the hairpins as negatives (trainingdata.strand_decoys)
+        # reverse complements of the hairpins as negatives (trainingdata.strand_decoys):
+        # False, True (human hairpins) or a list of miRBase species codes, e.g. the positive_species
         "strand_decoys": False,
         # share of each batch drawn from the negatives the current model scores highest,
         # re-mined every ``eval_every`` steps from ``hard_negative_pool`` top-scoring negatives
@@ -195,10 +196,27 @@ def window_sets(config: dict) -> list[tuple[str, Any, dict[str, np.ndarray]]]:
     seed = config.get("data_seed", 0)
     sets = [("windows", *load_windows(seed))]
     if config.get("stage") == "classifier":
-        for flag, make in (("classifier_extra", classifier_extra), ("strand_decoys", strand_decoys)):
-            if config.get(flag):
-                sets.append((flag, *make(seed)))
+        if config.get("classifier_extra"):
+            sets.append(("classifier_extra", *classifier_extra(seed)))
+        for sp in decoy_species(config):  # human first, under its historical name
+            sets.append(("strand_decoys" if sp == "hsa" else f"strand_decoys_{sp}", *strand_decoys(seed, sp)))
     return sets
+
+
+def decoy_species(config: dict) -> list[str]:
+    """Species whose hairpins give strand decoys under ``config["strand_decoys"]``, human first.
+
+    ``False``/``None`` gives none, ``True`` human only (``["hsa"]``), a list those species.
+    """
+    value = config.get("strand_decoys")
+    if not value:
+        return []
+    if value is True:
+        return ["hsa"]
+    if isinstance(value, str):
+        value = [value]
+    species = [str(v) for v in value]
+    return sorted(set(species), key=lambda sp: (sp != "hsa", species.index(sp)))
 
 
 def load_arrays(config: dict) -> dict[str, np.ndarray]:

@@ -7,9 +7,11 @@ directory (default ``<repo>/runs/cache``).
 
 Design
 ------
-* **Positives**: miRBase 22 hairpins (hsa, mmu, mml, rno). The human model's
-  classifier uses the human hairpins as positives; the other species add
-  diversity to the structure and MFE stages only.
+* **Positives**: miRBase 22 hairpins (hsa, mmu, mml, rno). The structure and
+  MFE stages train on all four species; the classifier takes its positives
+  from the species in its ``positive_species`` setting (human by default; the
+  shipped ``hsa`` classifier uses all four, since orthologs stay in their
+  family's split).
 * **Negatives**: CODING pseudo-hairpins, Rfam non-miRNA ncRNAs, 100-nt windows
   of human genomic background (chr21 and the 8 miRNA-free regions, both
   strands) and dinucleotide-shuffled hairpins.
@@ -21,8 +23,8 @@ Design
 * **Classifier-only windows** (config flags of the classifier stage):
   ``classifier_extra`` adds two more genomic-context placements of every human
   training hairpin and 8,000 more background windows; ``strand_decoys`` adds
-  the reverse complement of every human hairpin, isolated and in genomic
-  context, as a negative (a scan reads both strands, and the antisense strand
+  the reverse complement of every human hairpin (or of every hairpin of the
+  listed species), isolated and in genomic context, as a negative (a scan reads both strands, and the antisense strand
   of a pre-miRNA folds into a hairpin too), except where that antisense strand
   shares a 20-mer with a miRBase hairpin.
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and

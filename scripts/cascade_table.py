@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="source", help="an earlier table whose pred_profile to reuse")
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decoy-species", nargs="+", default=["hsa"], metavar="SP",
+                    help="species whose hairpins give strand decoys (default: hsa)")
     args = ap.parse_args(argv)
 
     import torch
@@ -47,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             arrays = {k: z[k] for k in z.files}
         arrays.update(predict_stages(arrays, None, args.mfe))
     else:
-        arrays = load_arrays({"stage": "classifier", "classifier_extra": True, "strand_decoys": True})
+        arrays = load_arrays({"stage": "classifier", "classifier_extra": True,
+                              "strand_decoys": args.decoy_species})
         arrays.update(predict_stages(arrays, args.structure, args.mfe))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)
     meta = {"structure": args.structure, "mfe": args.mfe, "rows": len(arrays["codes"]),
+            "decoy_species": args.decoy_species,
             "wall_s": round(time.time() - t0, 1)}
     Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta))

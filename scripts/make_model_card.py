@@ -294,7 +294,8 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
         for sl, kinds in td.counts(extra_ws).items():
             for k, n in kinds.items():
                 if k != "hsa_positive_windows" and n:
-                    clf_only.setdefault(sl, {})[f"{k} (classifier only)"] = n
+                    key = f"{k} (classifier only)"
+                    clf_only.setdefault(sl, {})[key] = clf_only[sl].get(key, 0) + n
     meta = {
         "intended_use": INTENDED_USE,
         "limits": LIMITS,

@@ -228,6 +228,19 @@ def test_strand_decoys_are_antisense_and_follow_the_split():
     assert ws.meta["dropped_antisense_loci"] > 0
 
 
+def test_strand_decoys_per_species():
+    from mire2e_viz.train import decoy_species
+
+    assert decoy_species({"strand_decoys": False}) == []
+    assert decoy_species({"strand_decoys": True}) == ["hsa"]
+    assert decoy_species({"strand_decoys": ["mmu", "hsa", "mmu", "rno"]}) == ["hsa", "mmu", "rno"]
+    names, _, species = td.load_hairpins()
+    sp_of = dict(zip(names, species, strict=True))
+    ws = td.strand_decoy_table(species="mmu")
+    assert len(ws) > 1000
+    assert {sp_of[n.removesuffix("_rc")] for n in ws.name} == {"mmu"}
+
+
 def test_export_records_chain_and_best_checkpoint(tiny, tmp_path):
     from mire2e_viz.train import export
     from mire2e_viz.weights import sha256_file
