@@ -79,6 +79,9 @@ BASE: dict[str, Any] = {
     # dropout probability during training for every Dropout layer and attention dropout
     # (None: the architecture's own, 0.1 in the Transformers, 0.5 in the classifier MLP)
     "dropout": None,
+    # exponential moving average of the weights (e.g. 0.999): validation, best.pt and the
+    # exported "model" use the average; the raw weights are kept for resuming (None: off)
+    "weight_ema": None,
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -701,6 +704,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     else:
         raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
     step, elapsed0, history = 0, 0.0, []
+    raw_state = None  # the averaged weights of a resumed weight_ema run
     pos = arrays["label"][train_idx].astype(bool) if stage == "classifier" else None
     hard_frac = float(cfg.get("hard_negative_fraction") or 0.0) if stage == "classifier" else 0.0
     sampler = _Batches(len(train_idx), int(cfg["batch_size"]), int(cfg["seed"]), pos, cfg.get("pos_fraction", 0.0),
@@ -710,7 +714,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         if Path(str(resume)).exists():
             obj = torch.load(resume, weights_only=False, map_location="cpu")
         if isinstance(obj, dict) and "optimizer" in obj:
-            model.load_state_dict(obj["model"])
+            model.load_state_dict(obj.get("raw_model", obj["model"]))
+            raw_state = obj["model"] if "raw_model" in obj else None
             opt.load_state_dict(obj["optimizer"])
             step, elapsed0, history = obj["step"], obj["elapsed_s"], obj.get("history", [])
             rs = obj["sampler_rng"]
@@ -734,6 +739,16 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         sampler.rng = np.random.default_rng([int(cfg["seed"]), rank, step])
         torch.manual_seed(int(cfg["seed"]) * 1000 + rank + step)
     cfg["world_size"] = world
+    averaged = None
+    if cfg.get("weight_ema"):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg["weight_ema"])),
+                                 use_buffers=True)
+        if raw_state is not None:  # resumed: the average so far, which the next update continues
+            averaged.module.load_state_dict(raw_state)
+            averaged.n_averaged.fill_(max(int(step), 1))
+    scored = averaged.module if averaged is not None else model  # what validation and exports see
     if rank == 0:
         (out / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     model.train()
@@ -757,8 +772,9 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
             rec["best"] = True
 
     def save(path: Path) -> None:
+        extra = {"raw_model": model.state_dict()} if averaged is not None else {}
         torch.save({
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "model": scored.state_dict(), **extra, "optimizer": opt.state_dict(), "step": step,
             "elapsed_s": elapsed0 + time.time() - t0, "history": history, "config": cfg,
             "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "hardware": hardware(), "stage": stage,
@@ -797,6 +813,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         if cfg.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
         opt.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         lv = float(loss.detach())
         ema = lv if ema is None else 0.98 * ema + 0.02 * lv
@@ -805,7 +823,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         rec: dict[str, Any] = {"step": step, "loss": lv, "loss_ema": ema, "lr": cfg["lr"] * factor,
                                "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
         if rank == 0 and len(eval_idx) and (step % int(cfg["eval_every"]) == 0):
-            rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device, val_pairs))
+            rec.update(_evaluate(stage, scored, arrays, eval_idx, cfg, device, val_pairs))
             history.append(rec)
             keep_if_best(rec)
         if step % int(cfg["eval_every"]) == 0:
@@ -820,7 +838,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         return out / "last.pt"
     if len(eval_idx):
         rec = {"step": step, "final": True, "elapsed_s": round(elapsed0 + time.time() - t0, 1)}
-        rec.update(_evaluate(stage, model, arrays, eval_idx, cfg, device, val_pairs))
+        rec.update(_evaluate(stage, scored, arrays, eval_idx, cfg, device, val_pairs))
         history.append(rec)
         keep_if_best(rec)
         log.write(json.dumps(rec) + "\n")

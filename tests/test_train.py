@@ -124,6 +124,28 @@ def test_resume_continues(tiny, tmp_path):
     assert len(_losses(tmp_path)) == 5
 
 
+def test_weight_ema_is_the_running_average_and_resumes(tiny, tmp_path):
+    from mire2e_viz.model import build
+
+    decay = 0.5
+    cfg = {"max_steps": 1, "batch_size": 8, "profile_source": "target", "threads": 1, "weight_ema": decay,
+           "warmup": 0.0, "schedule": "constant"}
+    one = torch.load(train_stage("classifier", cfg, out=tmp_path / "one", arrays=tiny, progress=False),
+                     weights_only=False, map_location="cpu")
+    # torch's EMA copies the first update: after one step the average equals the raw weights
+    assert all(torch.equal(one["model"][k], one["raw_model"][k]) for k in one["model"])
+    two = torch.load(train_stage("classifier", {**cfg, "max_steps": 2}, out=tmp_path / "one", arrays=tiny,
+                                 resume=tmp_path / "one" / "last.pt", progress=False),
+                     weights_only=False, map_location="cpu")
+    k = next(n for n, v in two["raw_model"].items() if v.is_floating_point() and not torch.equal(v, one["raw_model"][n]))
+    expect = decay * one["model"][k] + (1 - decay) * two["raw_model"][k]
+    assert torch.allclose(two["model"][k], expect, atol=1e-6)
+    assert not torch.equal(two["model"][k], two["raw_model"][k])
+    assert two["step"] == 2
+    net = build("classifier")
+    net.load_state_dict(two["model"])  # the exported weights load into the plain network
+
+
 def test_seeded_runs_agree(tiny, tmp_path):
     cfg = {"max_steps": 3, "batch_size": 8, "profile_source": "target", "threads": 1}
     a = train_stage("mfe", cfg, out=tmp_path / "a", arrays=tiny, progress=False)
