@@ -704,7 +704,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
     else:
         raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
     step, elapsed0, history = 0, 0.0, []
-    raw_state = None  # the averaged weights of a resumed weight_ema run
+    averaged_state = None  # a resumed weight_ema run: its average so far
     pos = arrays["label"][train_idx].astype(bool) if stage == "classifier" else None
     hard_frac = float(cfg.get("hard_negative_fraction") or 0.0) if stage == "classifier" else 0.0
     sampler = _Batches(len(train_idx), int(cfg["batch_size"]), int(cfg["seed"]), pos, cfg.get("pos_fraction", 0.0),
@@ -715,7 +715,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
             obj = torch.load(resume, weights_only=False, map_location="cpu")
         if isinstance(obj, dict) and "optimizer" in obj:
             model.load_state_dict(obj.get("raw_model", obj["model"]))
-            raw_state = obj["model"] if "raw_model" in obj else None
+            averaged_state = obj["model"] if "raw_model" in obj else None
             opt.load_state_dict(obj["optimizer"])
             step, elapsed0, history = obj["step"], obj["elapsed_s"], obj.get("history", [])
             rs = obj["sampler_rng"]
@@ -745,8 +745,8 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
 
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg["weight_ema"])),
                                  use_buffers=True)
-        if raw_state is not None:  # resumed: the average so far, which the next update continues
-            averaged.module.load_state_dict(raw_state)
+        if averaged_state is not None:  # resumed: the next update continues this average
+            averaged.module.load_state_dict(averaged_state)
             averaged.n_averaged.fill_(max(int(step), 1))
     scored = averaged.module if averaged is not None else model  # what validation and exports see
     if rank == 0:

@@ -24,9 +24,10 @@ Design
   ``classifier_extra`` adds two more genomic-context placements of every human
   training hairpin and 8,000 more background windows; ``strand_decoys`` adds
   the reverse complement of every human hairpin (or of every hairpin of the
-  listed species), isolated and in genomic context, as a negative (a scan reads both strands, and the antisense strand
-  of a pre-miRNA folds into a hairpin too), except where that antisense strand
-  shares a 20-mer with a miRBase hairpin.
+  listed species), isolated and in genomic context, as a negative (a scan
+  reads both strands, and the antisense strand of a pre-miRNA folds into a
+  hairpin too), except where that antisense strand shares a 20-mer with a
+  miRBase hairpin.
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and
   paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
   Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never
