@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -307,6 +308,29 @@ class Cascade:
     def is_trained(self) -> bool:
         """True when every stage carries trained weights."""
         return not self.untrained
+
+    @property
+    def recommended_threshold(self) -> float:
+        """Score threshold for calling candidates: the shipped weights' measured operating point.
+
+        For shipped weights this is the threshold at which 90 % of held-out
+        human hairpins, each placed in real genomic background, score at or
+        above it (``metrics.genomic.threshold_recall90`` of the weights
+        record, rounded down to two decimals so that the recall stays at
+        least 90 %). The genomic false-positive rate at that threshold is in
+        ``MODEL_CARD.md``. Scores are not calibrated probabilities, so this
+        operating point differs between weight sets. Cascades without a
+        record (state-dict files, untrained models) use 0.5.
+        """
+        records = getattr(self, "weights", None)
+        if records and self.is_trained:
+            try:
+                thr = float(next(iter(records.values())).meta["metrics"]["genomic"]["threshold_recall90"])
+            except (KeyError, TypeError, ValueError, StopIteration):
+                thr = None
+            if thr is not None and 0.0 < thr < 1.0:
+                return math.floor(thr * 100 + 1e-9) / 100
+        return 0.5
 
     def describe(self) -> str:
         """One-line summary, saying loudly when stages are untrained."""

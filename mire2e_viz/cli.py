@@ -37,6 +37,23 @@ def _probability(text: str) -> float:
     return value
 
 
+THRESHOLD_HELP = ("candidate score threshold (default: the weights' measured operating point, where 90 %% of "
+                  "held-out hairpins in genomic context score at least this, as recorded in MODEL_CARD.md; 0.5 for "
+                  "weights without a record)")
+
+
+def _threshold(value: float | None, cascade) -> float:
+    """The threshold given on the command line, or the cascade's recommended one (said on stderr)."""
+    if value is not None:
+        return value
+    thr = cascade.recommended_threshold
+    print(f"threshold {thr:g}: " + ("the weights' 90 %-recall operating point (see MODEL_CARD.md; set --threshold "
+                                    "to change it)" if getattr(cascade, "weights", None) and cascade.is_trained
+                                    else "the default for weights without a measured operating point"),
+          file=sys.stderr)
+    return thr
+
+
 def _load_cascade(args) -> object:
     from .cascade import Cascade
 
@@ -69,6 +86,7 @@ def cmd_scan(args) -> int:
         df = scan(args.fasta, cascade=cascade, step=args.step, strands=args.strands,
                   progress=None if not args.quiet else False)
     out = export(df, args.output)
+    args.threshold = _threshold(args.threshold, cascade)
     cands = call_candidates(df, args.threshold)
     if args.candidates:
         export(cands, args.candidates)
@@ -103,6 +121,7 @@ def cmd_demo(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         df = scan(rec, cascade=cascade, step=args.step)
+    args.threshold = _threshold(args.threshold, cascade)
     cands = call_candidates(df, args.threshold)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="window table: .csv, .tsv, .bed or .gff3")
     p.add_argument("-c", "--candidates", help="also write merged candidate regions (.csv, .bed or .gff3)")
     p.add_argument("--step", type=_positive_int, default=20, help="window step in nt (default 20)")
-    p.add_argument("--threshold", type=_probability, default=0.5, help="candidate score threshold (default 0.5)")
+    p.add_argument("--threshold", type=_probability, default=None, help=THRESHOLD_HELP)
     p.add_argument("--strands", choices=["both", "+", "-"], default="both")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_model_args(p)
@@ -195,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="scan the bundled demo locus (chr19 miR-23a/27a/24-2) and write tables")
     p.add_argument("--outdir", default="demo-output", help="output folder (default demo-output/)")
     p.add_argument("--step", type=_positive_int, default=10)
-    p.add_argument("--threshold", type=_probability, default=0.5)
+    p.add_argument("--threshold", type=_probability, default=None, help=THRESHOLD_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--no-figure", dest="figure", action="store_false", help="skip the score-track PNG")
     p.set_defaults(func=cmd_demo)

@@ -28,6 +28,13 @@ two single-thread processes do about twice the work of one::
 
     torchrun --standalone --nproc_per_node 2 -m mire2e_viz.train structure --out runs/s --config '{"threads": 1}'
 
+Weight soups
+------------
+``mire2e-viz soup classifier --out runs/soup.pt hsa runs/a/best.pt runs/b/best.pt``
+averages the weights of fine-tunes that share one starting point (a uniform
+"model soup", Wortsman et al. 2022). The result is one network of the same
+size, so scanning costs the same; ``export`` records every member's run.
+
 Structure attention aid
 -----------------------
 ``{"pair_attention": w}`` (w > 0) adds ``w`` times a cross-entropy that
@@ -862,7 +869,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
     p.set_defaults(func=_cli_main)
+    q = subparsers.add_parser("soup", help="average the weights of fine-tunes of one stage (a model soup)",
+                              description=soup.__doc__.split("\n\n")[0])
+    q.add_argument("stage", choices=STAGES)
+    q.add_argument("members", nargs="+", help="checkpoints (best.pt, last.pt) or shipped weights names (hsa)")
+    q.add_argument("--out", required=True, help="output checkpoint, e.g. runs/soup.pt")
+    q.set_defaults(func=_cli_soup)
     return p
+
+
+def _cli_soup(args: argparse.Namespace) -> int:
+    print(soup(args.stage, args.members, args.out))
+    return 0
 
 
 def _cli_main(args: argparse.Namespace) -> int:
@@ -890,8 +908,115 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+# --------------------------------------------------------------------- soup
+
+
+def _member_run(member: str | Path, stage: str) -> tuple[dict[str, Any], list[dict], dict | None]:
+    """Provenance of one soup member: its own run, the runs before it, and its config."""
+    import torch
+
+    from . import weights as W
+
+    p = Path(str(member))
+    if not p.exists() and str(member) in W.available():
+        runs = W.get(str(member))[stage].meta.get("training_runs", [])
+        if not runs:
+            raise ValueError(f"soup member {member!r}: the {stage} record lists no training runs")
+        recipe = W.get(str(member))[stage].meta.get("recipe") or {}
+        own = dict(runs[-1], run=f"shipped {member} weights ({runs[-1]['run']})", seed=recipe.get("seed"))
+        return own, [dict(r) for r in runs[:-1]], recipe
+    try:
+        ck = torch.load(p, weights_only=False, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - report the member, not a pickle traceback
+        raise ValueError(f"soup member {member}: cannot load it ({err})") from None
+    if not (isinstance(ck, dict) and isinstance(ck.get("model"), dict) and "config" in ck):
+        raise ValueError(f"soup member {member}: not a training checkpoint (no model/config); "
+                         "pass the run's best.pt or last.pt")
+    if ck.get("stage", stage) != stage:
+        raise ValueError(f"soup member {member}: a {ck.get('stage')} checkpoint, not {stage}")
+    cfg = ck["config"]
+    world = int(cfg.get("world_size") or 1)
+    own = {"run": str(p.parent if p.name == "last.pt" else p), "steps": ck["step"],
+           "batch_size": cfg["batch_size"] * world, "processes": world,
+           "wall_time_s": round(ck["elapsed_s"], 1), "run_wall_time_s": _run_wall_time(p, ck),
+           "profile_source": cfg.get("profile_source", "n/a"), "optimizer": cfg["optimizer"], "lr": cfg["lr"],
+           "hardware": ck.get("hardware", ""), "seed": cfg.get("seed"), "init": str(cfg.get("init"))}
+    return own, [], cfg
+
+
+def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
+    """Average the weights of several fine-tunes of one stage (a uniform model soup).
+
+    Averaging works for networks fine-tuned from one starting point with
+    different seeds or settings (Wortsman et al., ICML 2022): the average is
+    one network of the same size, so it costs nothing extra to run, and it is
+    usually better than a typical member. BatchNorm statistics are averaged
+    too; integer buffers are taken from the first member.
+
+    Parameters
+    ----------
+    stage
+        ``"structure"``, ``"mfe"`` or ``"classifier"``.
+    members
+        Training checkpoints (``best.pt``/``last.pt``) or shipped weights
+        names (``"hsa"``). At least two.
+    out
+        The soup checkpoint to write. :func:`export` ships it, recording
+        every member's run.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two members, a member that is not a checkpoint of
+        ``stage``, or members whose tensors differ in name or shape.
+    """
+    import torch
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    if len(members) < 2:
+        raise ValueError(f"a soup needs at least two members, got {len(members)}")
+    states, provenance, configs, shared = [], [], [], None
+    for m in members:
+        own, before, cfg = _member_run(m, stage)
+        provenance.append(own)
+        configs.append(cfg)
+        if before and shared is None:
+            shared = before
+        states.append(load_state(m, stage))
+    first = states[0]
+    for m, sd in zip(members[1:], states[1:], strict=True):
+        if sd.keys() != first.keys():
+            diff = sorted(set(sd) ^ set(first))[:3]
+            raise ValueError(f"soup member {m}: its tensors differ from {members[0]}'s (e.g. {diff})")
+        for k, v in sd.items():
+            if v.shape != first[k].shape:
+                raise ValueError(f"soup member {m}: {k} has shape {tuple(v.shape)}, "
+                                 f"{members[0]} has {tuple(first[k].shape)}")
+    # a shipped member's start is an older record, so only checkpoints are compared
+    inits = {p.get("init") for p in provenance
+             if p.get("init") not in (None, "None") and not str(p["run"]).startswith("shipped ")}
+    if len(inits) > 1:
+        import warnings
+
+        warnings.warn(f"soup members start from different weights {sorted(inits)}; averaging works for "
+                      "fine-tunes of one starting point", stacklevel=2)
+    avg = {k: (torch.stack([sd[k].float() for sd in states]).mean(0) if v.is_floating_point() else v.clone())
+           for k, v in first.items()}
+    # the recipe of the first fine-tune checkpoint (a shipped member's record lacks the data path)
+    cfg = next((c for c, p in zip(configs, provenance, strict=True) if c and not str(p["run"]).startswith("shipped ")),
+               None) or next((c for c in configs if c), {})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": avg, "stage": stage, "config": {**cfg, "init": None, "soup": [str(m) for m in members]},
+                "soup": provenance, "shared_runs": shared or [], "step": 0, "elapsed_s": 0.0,
+                "history": [], "hardware": hardware()}, out)
+    return out
 
 
 # --------------------------------------------------------------------- export
@@ -963,9 +1088,21 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
         hist = ck.get("history", [])
         # a final record, or (best.pt, saved mid-run) the evaluation it was saved on
         final = [h for h in hist if h.get("final")] or [h for h in hist if any(k.startswith("val_") for k in h)]
+        if "soup" in ck:  # shared runs once, then every member, then the average
+            n = len(ck["soup"])
+            members = [dict(r, soup_member=f"{i + 1}/{n}") for i, r in enumerate(ck["soup"])]
+            last = {"run": str(checkpoints[stage]), "steps": 0, "batch_size": 0, "processes": 1,
+                    "wall_time_s": 0.0, "run_wall_time_s": 0.0,
+                    "profile_source": members[-1].get("profile_source", "n/a"),
+                    "optimizer": f"uniform weight average of the {n} members", "lr": "n/a",
+                    "hardware": ck.get("hardware", "")}
+            runs = [*ck.get("shared_runs", []), *members, last]
+            final = [{"soup_of": n}]
+        else:
+            runs = None
         # follow the chain of initialisations (pre-training runs) for the full budget
         chain, prev, src = [], ck, checkpoints[stage]
-        while True:
+        while runs is None:
             world = prev["config"].get("world_size")
             if world is None:  # runs saved before the size was stored in the checkpoint
                 run_cfg = Path(str(src)).parent / "config.json"
@@ -985,7 +1122,9 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
                 break
             prev, src = torch.load(init, weights_only=False, map_location="cpu"), init
         earlier: list[dict] = []
-        if init and not Path(str(init)).is_file():
+        if runs is not None:
+            chain = runs[::-1]
+        elif init and not Path(str(init)).is_file():
             # started from shipped weights: their record's runs come first (same name: the record replaced here)
             shipped = json.loads((out_dir / f"{init}.json").read_text()) if (out_dir / f"{init}.json").is_file() \
                 else {}
@@ -1013,3 +1152,7 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -869,7 +869,9 @@ class LocusExplorer(_WidgetApp):
     step
         Scan step (nt).
     threshold
-        Initial candidate threshold.
+        Initial candidate threshold. Default: the cascade's
+        :attr:`~mire2e_viz.cascade.Cascade.recommended_threshold` (the
+        weights' 90 %-recall operating point; 0.5 without a record).
     threads
         torch threads while the widget computes (1 is fastest for single windows).
     output_dir
@@ -887,12 +889,14 @@ class LocusExplorer(_WidgetApp):
     >>> LocusExplorer(datasets.demo_record(), annotations=datasets.demo_annotation())  # doctest: +SKIP
     """
 
-    def __init__(self, source=None, cascade=None, annotations=None, step: int = 10, threshold: float = 0.5,
+    def __init__(self, source=None, cascade=None, annotations=None, step: int = 10, threshold: float | None = None,
                  threads: int | None = 1, output_dir: str | os.PathLike = "mire2e-viz-export",
                  panel_cache: int = 256, max_windows: int = 20_000):
         W = _widgets()
         self.cascade, self.model_note = load_cascade(cascade)
         self.trained = self.cascade.is_trained
+        if threshold is None:  # the weights' measured operating point (0.5 without a record)
+            threshold = self.cascade.recommended_threshold
         self.step = int(step)
         if self.step <= 0:
             raise InputError(f"step must be a positive number of nucleotides, not {step}")

@@ -80,13 +80,15 @@ def render(name: str) -> str:
     add("")
     add(f"Total {total / 1e6:.2f} MB. {meta.get('storage_note', '')}")
     add("")
-    add("Training runs, in order (each initialised from the previous):")
+    add("Training runs, in order (each initialised from the previous; the members of a weight soup each "
+        "start from the run before the first member, and the row after the last member averages them):")
     add("")
     add("| stage | run | steps × batch | profile input | optimizer, lr | wall time | hardware |")
     add("|---|---|---|---|---|---|---|")
     for s in W.STAGES:
         for c in st[s]["meta"].get("training_runs", []):
-            add(f"| {s} | `{c['run']}` | {c['steps']} × {c['batch_size']} | {c['profile_source']} | "
+            member = f" (soup member {c['soup_member']}, seed {c.get('seed', '?')})" if c.get("soup_member") else ""
+            add(f"| {s} | `{c['run']}`{member} | {c['steps']} × {c['batch_size']} | {c['profile_source']} | "
                 f"{c['optimizer']}, {c['lr']} | {_wall(c)} | {c['hardware']} |")
     add("")
     add("## Training data")
@@ -255,7 +257,9 @@ LIMITS = [
     "The structure stage in particular is under-trained, and its errors propagate to the MFE and "
     "classifier stages.",
     "Scores are not calibrated probabilities: the classifier was trained with about 30 % positives per "
-    "batch, far more than in a genome. Choose thresholds from the genomic false-positive table.",
+    "batch, far more than in a genome. Choose thresholds from the genomic false-positive table. The "
+    "command line, the widgets and `Cascade.recommended_threshold` default to the 90 %-recall threshold "
+    "of that table (rounded down to two decimals), not to 0.5.",
     "Genomic background comes from 1 Mb of chr21 and 8 short regions. Repeat families and GC-rich "
     "isochores elsewhere in the genome may score differently.",
     "Stages 1 and 2 were trained on sequences that include miRBase human hairpins, and so the miRBoost "
@@ -295,7 +299,8 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
             for k, n in kinds.items():
                 if k != "hsa_positive_windows" and n:
                     key = f"{k} (classifier only)"
-                    clf_only.setdefault(sl, {})[key] = clf_only[sl].get(key, 0) + n
+                    split_counts = clf_only.setdefault(sl, {})
+                    split_counts[key] = split_counts.get(key, 0) + n
     meta = {
         "intended_use": INTENDED_USE,
         "limits": LIMITS,

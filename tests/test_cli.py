@@ -101,3 +101,11 @@ def test_demo_runs(tmp_path):
 def test_help_lists_commands():
     r = run("--help")
     assert r.returncode == 0 and "scan" in r.stdout and "demo" in r.stdout
+
+
+def test_scan_default_threshold_is_the_models_operating_point(tmp_path, fasta):
+    """Without --threshold the scan says which threshold it used (0.5 for a model without a record)."""
+    r = run("scan", str(fasta), "-o", str(tmp_path / "w.csv"), "--untrained", "--step", "40")
+    assert r.returncode == 0, r.stderr
+    assert "threshold 0.5: the default for weights without a measured operating point" in r.stderr
+    assert "candidate region(s) at score >= 0.5" in r.stderr

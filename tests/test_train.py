@@ -472,3 +472,59 @@ def test_export_keeps_shipped_stages_named_by_the_record(tiny, tmp_path):
     (tmp_path / "w" / first["stages"]["mfe"]["file"]).write_bytes(b"not the shipped file")
     with pytest.raises(ValueError, match="mfe: cannot keep"):
         export("tiny", {"structure": "tiny", "mfe": "tiny", "classifier": clf2}, out_dir=tmp_path / "w")
+
+
+def test_soup_averages_members_and_export_records_each_run(tiny, tmp_path):
+    """A weight soup is the element-wise mean of its members; its record lists every member's run."""
+    from mire2e_viz.train import export, load_state, soup
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    base = {"max_steps": 3, "batch_size": 8, "profile_source": "target", "threads": 1, "eval_every": 3,
+            "eval_windows": 4}
+    pre = train_stage("classifier", base, out=tmp_path / "pre", arrays=arrays, progress=False)
+    members = [train_stage("classifier", {**base, "init": str(pre), "seed": s}, out=tmp_path / f"m{s}",
+                           arrays=arrays, progress=False) for s in (1, 2, 3)]
+    out = soup("classifier", members, tmp_path / "soup.pt")
+    avg, states = load_state(out, "classifier"), [load_state(m, "classifier") for m in members]
+    key = "FF1.weight"
+    assert not torch.equal(states[0][key], states[1][key])  # the seeds did move the members apart
+    torch.testing.assert_close(avg[key], (states[0][key] + states[1][key] + states[2][key]) / 3)
+    # a soup is one ordinary network: it loads strictly and scores a batch
+    from mire2e_viz.model import build
+
+    model = build("classifier")
+    model.load_state_dict(avg)
+
+    cks = {"structure": train_stage("structure", base, out=tmp_path / "s", arrays=arrays, progress=False),
+           "mfe": train_stage("mfe", base, out=tmp_path / "f", arrays=arrays, progress=False),
+           "classifier": out}
+    doc = json.loads(export("tiny", cks, out_dir=tmp_path / "w").read_text())
+    meta = doc["stages"]["classifier"]["meta"]
+    runs = meta["training_runs"]
+    assert [r["run"] for r in runs] == [*(str(m.parent) for m in members), str(out)]
+    assert [r["soup_member"] for r in runs[:3]] == ["1/3", "2/3", "3/3"]
+    assert [r["seed"] for r in runs[:3]] == [1, 2, 3] and {r["init"] for r in runs[:3]} == {str(pre)}
+    assert meta["steps"] == 9 and meta["recipe"]["soup"] == [str(m) for m in members]
+
+    with pytest.raises(ValueError, match="at least two"):
+        soup("classifier", members[:1], tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="a structure checkpoint, not classifier"):
+        soup("classifier", [members[0], cks["structure"]], tmp_path / "x.pt")
+    torch.save(avg, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="bare.pt: not a training checkpoint"):
+        soup("classifier", [members[0], tmp_path / "bare.pt"], tmp_path / "x.pt")
+
+
+def test_soup_with_shipped_member_keeps_the_shared_history(tiny, tmp_path):
+    """Souping the shipped weights with a fine-tune of them: the shipped runs before its last are shared."""
+    from mire2e_viz import weights as W
+    from mire2e_viz.train import soup
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    ft = train_stage("classifier", {"max_steps": 1, "batch_size": 8, "profile_source": "target", "threads": 1},
+                     out=tmp_path / "ft", resume="hsa", arrays=arrays, progress=False)
+    ck = torch.load(soup("classifier", ["hsa", ft], tmp_path / "soup.pt"), weights_only=False)
+    shipped_runs = W.get("hsa")["classifier"].meta["training_runs"]
+    assert ck["shared_runs"] == shipped_runs[:-1]
+    assert ck["soup"][0]["run"] == f"shipped hsa weights ({shipped_runs[-1]['run']})"
+    assert ck["soup"][1]["run"] == str(tmp_path / "ft")

@@ -111,3 +111,19 @@ def test_model_card_is_generated_from_records(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert (root / "MODEL_CARD.md").read_text() == mod.render(name)
+
+
+def test_recommended_threshold_is_the_recorded_operating_point():
+    """Shipped weights default to their 90 %-recall threshold (rounded down); anything else to 0.5."""
+    import math
+
+    from mire2e_viz import Cascade
+
+    cascade = Cascade.pretrained("hsa", device="cpu")
+    recorded = W.get("hsa")["classifier"].meta["metrics"]["genomic"]["threshold_recall90"]
+    thr = cascade.recommended_threshold
+    assert thr == math.floor(recorded * 100) / 100 and recorded - 0.01 < thr <= recorded
+    assert Cascade.untrained_model(device="cpu").recommended_threshold == 0.5
+    # a cascade from bare state-dict files has no record to take an operating point from
+    path = W.get("hsa")["mfe"].path
+    assert Cascade.from_files(mfe=path, device="cpu").recommended_threshold == 0.5

@@ -324,3 +324,12 @@ def test_explorer_refuses_a_huge_locus_politely(untrained_cascade):
     ex.text.value = "ACGU" * 500
     ex.scan_button.click()
     assert "more than this widget scans" in _msg(ex)
+
+
+def test_explorer_threshold_defaults_to_the_models_operating_point(untrained_cascade):
+    from mire2e_viz import Cascade
+
+    assert LocusExplorer(cascade=untrained_cascade).threshold.value == 0.5
+    hsa = Cascade.pretrained("hsa", device="cpu")
+    assert LocusExplorer(cascade=hsa).threshold.value == pytest.approx(hsa.recommended_threshold)
+    assert LocusExplorer(cascade=hsa, threshold=0.8).threshold.value == pytest.approx(0.8)
