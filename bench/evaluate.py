@@ -30,6 +30,8 @@ cv_transfer (opt-in) the nested protocol, each fold fine-tuning a classifier pre
             with the benchmark: no 20-mer with any of its sequences (either strand), no
             hairpin family that one of its pre-miRNAs touches
             (:func:`mire2e_viz.trainingdata.benchmark_disjoint`).
+cv_transfer_soup (opt-in) cv_transfer with ``--soup-seeds`` fine-tunes per fold (each under the
+            nested rule), whose weights are averaged into the fold's classifier.
 genomic     threshold recovering 90 % of validation hairpins in genomic context,
             false-positive candidate regions per 100 kb (both strands).
 localization chr19 example (mir-23a/27a/24-2), DeepMirCut best-window overlap.
@@ -410,7 +412,7 @@ _STAGE12: dict[tuple, dict[str, np.ndarray]] = {}
 
 def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_val: float = 0.0,
                 eval_every: int = 100, init: str | None = None, run_name: str | None = None,
-                init_note: str = "a pre-trained classifier") -> dict:
+                init_note: str = "a pre-trained classifier", soup_seeds: int = 1) -> dict:
     """Retrain a classifier from scratch per fold on the given folds, evaluate on each fold's val.
 
     Stage 1 and 2 are the trained (frozen) ones; their outputs are computed
@@ -425,6 +427,10 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
 
     ``init`` starts every fold's classifier from those weights instead of
     from scratch (a pre-training that must not have seen the benchmark).
+
+    ``soup_seeds`` > 1 (with ``init``) fine-tunes that many seeds per fold,
+    each under the same rule, and scores the uniform average of their weights
+    (:func:`mire2e_viz.train.soup`); the fold's val split still chooses nothing.
     """
     import torch
 
@@ -456,9 +462,7 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
         arrays = {"codes": codes[idx], "lengths": lengths[idx], "label": np.array([y for _, y in tr]),
                   "profile": out["profile"][idx], "mfe_raw": out["mfe_raw"][idx],
                   "pred_profile": out["profile"][idx], "pred_mfe_raw": out["mfe_raw"][idx]}
-        run = REPO / "runs" / (run_name or ("cv_inner" if inner_val else "cv")) / f"fold{f}"
-        cfg = {"max_steps": steps, "seed": seed + f, "eval_every": 10**9, "ckpt_every": 10**9,
-               "profile_source": "predicted", "init": init}
+        fold_dir = REPO / "runs" / (run_name or ("cv_inner" if inner_val else "cv")) / f"fold{f}"
         if inner_val:
             y = arrays["label"]
             r = np.random.default_rng([seed, f])
@@ -467,14 +471,25 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
                 ids = r.permutation(np.flatnonzero(y == c))
                 held[ids[: int(round(inner_val * len(ids)))]] = True
             arrays["split"] = np.where(held, "val", "train")
-            cfg.update(eval_every=eval_every, eval_windows=10**9, keep_best="val_aupr")
-            for old in ("best.pt", "history.jsonl"):
-                (run / old).unlink(missing_ok=True)
-        ck = train_stage("classifier", cfg, out=run, arrays=arrays, progress=False)
-        if inner_val:
-            best = torch.load(run / "best.pt", weights_only=False, map_location="cpu")
-            ck = run / "best.pt"
-            chosen.append(int(best["step"]))
+        members = []
+        for j in range(soup_seeds):
+            run = fold_dir if soup_seeds == 1 else fold_dir / f"seed{j}"
+            cfg = {"max_steps": steps, "seed": seed + f + 100 * j, "eval_every": 10**9, "ckpt_every": 10**9,
+                   "profile_source": "predicted", "init": init}
+            if inner_val:
+                cfg.update(eval_every=eval_every, eval_windows=10**9, keep_best="val_aupr")
+                for old in ("best.pt", "history.jsonl"):
+                    (run / old).unlink(missing_ok=True)
+            ck = train_stage("classifier", cfg, out=run, arrays=arrays, progress=False)
+            if inner_val:
+                best = torch.load(run / "best.pt", weights_only=False, map_location="cpu")
+                ck = run / "best.pt"
+                chosen.append(int(best["step"]))
+            members.append(ck)
+        if soup_seeds > 1:
+            from mire2e_viz.train import soup
+
+            ck = soup("classifier", members, fold_dir / "soup.pt")
         clf = build("classifier")
         clf.load_state_dict(torch.load(ck, weights_only=False, map_location="cpu")["model"])
         clf.eval()
@@ -501,6 +516,7 @@ def mirboost_cv(models: dict, steps: int, folds: int = 5, seed: int = 0, inner_v
     out = {"folds": per_fold, **{f"{k}_mean": float(np.mean([p[k] for p in per_fold])) for k in keys},
            **{f"{k}_sd": float(np.std([p[k] for p in per_fold])) for k in keys},
            "steps_per_fold": steps, "wall_s": round(time.time() - t0, 1), "stage12_s": stage12_s,
+           **({"soup_seeds": soup_seeds} if soup_seeds > 1 else {}),
            "protocol": (f"classifier {'fine-tuned' if init else 'retrained from scratch'} on each fold's train "
                         f"split{', starting from ' + init_note if init else ''} (AdamW lr 1e-4, cosine, "
                         f"focal loss alpha=1 gamma=4, batch 32, {training}, 30% positives per batch) on top "
@@ -569,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="most steps per fold of the nested protocol (section cv_nested)")
     ap.add_argument("--pretrain-table", help="cascade table for section cv_transfer (scripts/cascade_table.py)")
     ap.add_argument("--pretrain-steps", type=int, default=6000, help="pre-training steps of section cv_transfer")
+    ap.add_argument("--soup-seeds", type=int, default=4,
+                    help="fine-tunes per fold averaged into one classifier (section cv_transfer_soup)")
     ap.add_argument("--fp-step", type=int, default=20)
     ap.add_argument("--dmc-step", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -605,12 +623,18 @@ def main(argv: list[str] | None = None) -> int:
     if "cv_nested" in sections:
         res["mirboost_cv_nested"] = mirboost_cv(models, args.cv_nested_steps, inner_val=0.1)
         path.write_text(json.dumps(res, indent=1))
-    if "cv_transfer" in sections:
+    if "cv_transfer" in sections or "cv_transfer_soup" in sections:
         ck, pre = pretrain_disjoint(args.pretrain_table or "", args.pretrain_steps, args.seed, args.threads)
         note = (f"a classifier pre-trained for {pre['steps']} steps (best val AUPR at step {pre['best_step']}) on "
                 f"{pre['rows_kept']} windows of {pre['table']} that share nothing with the benchmark")
+    if "cv_transfer" in sections:
         res["mirboost_cv_transfer"] = {**mirboost_cv(models, args.cv_nested_steps, inner_val=0.1, init=str(ck),
                                                      run_name="cv_transfer", init_note=note), "pretraining": pre}
+        path.write_text(json.dumps(res, indent=1))
+    if "cv_transfer_soup" in sections:
+        res["mirboost_cv_transfer_soup"] = {
+            **mirboost_cv(models, args.cv_nested_steps, inner_val=0.1, init=str(ck), run_name="cv_transfer_soup",
+                          init_note=note, soup_seeds=args.soup_seeds), "pretraining": pre}
     from mire2e_viz.train import hardware
 
     res.setdefault("evaluation", {})
