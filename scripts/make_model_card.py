@@ -177,6 +177,12 @@ def render(name: str) -> str:
             f"{pre.get('rows_kept')} benchmark-disjoint windows, nested early stopping as above: AUPR / AUROC / F1 | "
             f"{_f(cvt.get('aupr_mean'))} ± {_f(cvt.get('aupr_sd'))} / {_f(cvt.get('auroc_mean'))} / "
             f"{_f(cvt.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvt.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+    cvs = m.get("mirboost_cv_transfer_soup", {})
+    if cvs:
+        add(f"| classifier | miRBoost CV, transfer with per-fold soups: {cvs.get('soup_seeds')} seeded fine-tunes per "
+            f"fold as above, their weights averaged: AUPR / AUROC / F1 | "
+            f"{_f(cvs.get('aupr_mean'))} ± {_f(cvs.get('aupr_sd'))} / {_f(cvs.get('auroc_mean'))} / "
+            f"{_f(cvs.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvs.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
     v = m.get("validation", {})
     if v:
         add(f"| classifier | held-out validation (human hairpins isolated + in genomic context vs all negative kinds; "
