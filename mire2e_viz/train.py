@@ -935,12 +935,7 @@ def _member_run(member: str | Path, stage: str) -> tuple[dict[str, Any], list[di
     if ck.get("stage", stage) != stage:
         raise ValueError(f"soup member {member}: a {ck.get('stage')} checkpoint, not {stage}")
     cfg = ck["config"]
-    world = int(cfg.get("world_size") or 1)
-    own = {"run": str(p.parent if p.name == "last.pt" else p), "steps": ck["step"],
-           "batch_size": cfg["batch_size"] * world, "processes": world,
-           "wall_time_s": round(ck["elapsed_s"], 1), "run_wall_time_s": _run_wall_time(p, ck),
-           "profile_source": cfg.get("profile_source", "n/a"), "optimizer": cfg["optimizer"], "lr": cfg["lr"],
-           "hardware": ck.get("hardware", ""), "seed": cfg.get("seed"), "init": str(cfg.get("init"))}
+    own = {**_run_entry(p, ck), "seed": cfg.get("seed"), "init": str(cfg.get("init"))}
     return own, [], cfg
 
 
@@ -999,8 +994,9 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
                 raise ValueError(f"soup member {m}: {k} has shape {tuple(v.shape)}, "
                                  f"{members[0]} has {tuple(first[k].shape)}")
     # a shipped member's start is an older record, so only checkpoints are compared
-    inits = {p.get("init") for p in provenance
-             if p.get("init") not in (None, "None") and not str(p["run"]).startswith("shipped ")}
+    from_checkpoint = [not str(p["run"]).startswith("shipped ") for p in provenance]
+    inits = {p.get("init") for p, ok in zip(provenance, from_checkpoint, strict=True)
+             if ok and p.get("init") not in (None, "None")}
     if len(inits) > 1:
         import warnings
 
@@ -1009,8 +1005,8 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
     avg = {k: (torch.stack([sd[k].float() for sd in states]).mean(0) if v.is_floating_point() else v.clone())
            for k, v in first.items()}
     # the recipe of the first fine-tune checkpoint (a shipped member's record lacks the data path)
-    cfg = next((c for c, p in zip(configs, provenance, strict=True) if c and not str(p["run"]).startswith("shipped ")),
-               None) or next((c for c in configs if c), {})
+    cfg = next((c for c, ok in zip(configs, from_checkpoint, strict=True) if c and ok), None) \
+        or next((c for c in configs if c), {})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": avg, "stage": stage, "config": {**cfg, "init": None, "soup": [str(m) for m in members]},
@@ -1030,6 +1026,21 @@ def _run_wall_time(src: str | Path, ck: dict) -> float:
     if Path(str(src)).name != "last.pt" and last.is_file():
         return round(float(torch.load(last, weights_only=False, map_location="cpu")["elapsed_s"]), 1)
     return round(float(ck["elapsed_s"]), 1)
+
+
+def _run_entry(src: str | Path, ck: dict) -> dict[str, Any]:
+    """One ``training_runs`` entry of a record: a training checkpoint and the run it came from."""
+    world = ck["config"].get("world_size")
+    if world is None:  # runs saved before the size was stored in the checkpoint
+        run_cfg = Path(str(src)).parent / "config.json"
+        world = json.loads(run_cfg.read_text()).get("world_size", 1) if run_cfg.is_file() else 1
+    # the run folder for its last.pt; the file itself for any other checkpoint
+    run_name = Path(str(src)).parent if Path(str(src)).name == "last.pt" else Path(str(src))
+    return {"run": str(run_name), "steps": ck["step"], "batch_size": ck["config"]["batch_size"] * int(world),
+            "processes": int(world), "wall_time_s": round(ck["elapsed_s"], 1),
+            "run_wall_time_s": _run_wall_time(src, ck),
+            "profile_source": ck["config"].get("profile_source", "n/a"),
+            "optimizer": ck["config"]["optimizer"], "lr": ck["config"]["lr"], "hardware": ck.get("hardware", "")}
 
 
 def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = None,
@@ -1103,20 +1114,7 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
         # follow the chain of initialisations (pre-training runs) for the full budget
         chain, prev, src = [], ck, checkpoints[stage]
         while runs is None:
-            world = prev["config"].get("world_size")
-            if world is None:  # runs saved before the size was stored in the checkpoint
-                run_cfg = Path(str(src)).parent / "config.json"
-                world = json.loads(run_cfg.read_text()).get("world_size", 1) if run_cfg.is_file() else 1
-            # the run folder for its last.pt; the file itself for any other checkpoint
-            run_name = Path(str(src)).parent if Path(str(src)).name == "last.pt" else Path(str(src))
-            chain.append({"run": str(run_name),
-                          "steps": prev["step"], "batch_size": prev["config"]["batch_size"] * int(world),
-                          "processes": int(world),
-                          "wall_time_s": round(prev["elapsed_s"], 1),
-                          "run_wall_time_s": _run_wall_time(src, prev),
-                          "profile_source": prev["config"].get("profile_source", "n/a"),
-                          "optimizer": prev["config"]["optimizer"], "lr": prev["config"]["lr"],
-                          "hardware": prev.get("hardware", "")})
+            chain.append(_run_entry(src, prev))
             init = prev["config"].get("init")
             if not init or not Path(str(init)).is_file():
                 break

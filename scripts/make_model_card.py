@@ -164,25 +164,24 @@ def render(name: str) -> str:
         add(f"| classifier | miRBoost CV: AUROC | {_f(cv.get('auroc_mean'))} ± {_f(cv.get('auroc_sd'))} | | |")
         add(f"| classifier | miRBoost CV: F1 at best threshold | {_f(cv.get('f1_best_mean'))} ± "
             f"{_f(cv.get('f1_best_sd'))} | | deepMiRGene 0.85 |")
+    def cv_row(protocol: str, cv: dict) -> None:
+        add(f"| classifier | miRBoost CV, {protocol}: AUPR / AUROC / F1 | "
+            f"{_f(cv.get('aupr_mean'))} ± {_f(cv.get('aupr_sd'))} / {_f(cv.get('auroc_mean'))} / "
+            f"{_f(cv.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cv.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+
     cvn = m.get("mirboost_cv_nested", {})
     if cvn:
-        add(f"| classifier | miRBoost CV, nested early stopping (at most {cvn.get('steps_per_fold')} steps, best "
-            f"AUPR on 10 % of each fold's own training split): AUPR / AUROC / F1 | "
-            f"{_f(cvn.get('aupr_mean'))} ± {_f(cvn.get('aupr_sd'))} / {_f(cvn.get('auroc_mean'))} / "
-            f"{_f(cvn.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvn.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+        cv_row(f"nested early stopping (at most {cvn.get('steps_per_fold')} steps, best AUPR on 10 % of each fold's "
+               "own training split)", cvn)
     cvt = m.get("mirboost_cv_transfer", {})
     if cvt:
-        pre = cvt.get("pretraining", {})
-        add(f"| classifier | miRBoost CV, transfer: each fold fine-tunes a classifier pre-trained on "
-            f"{pre.get('rows_kept')} benchmark-disjoint windows, nested early stopping as above: AUPR / AUROC / F1 | "
-            f"{_f(cvt.get('aupr_mean'))} ± {_f(cvt.get('aupr_sd'))} / {_f(cvt.get('auroc_mean'))} / "
-            f"{_f(cvt.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvt.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+        cv_row(f"transfer: each fold fine-tunes a classifier pre-trained on "
+               f"{cvt.get('pretraining', {}).get('rows_kept')} benchmark-disjoint windows, nested early stopping as "
+               "above", cvt)
     cvs = m.get("mirboost_cv_transfer_soup", {})
     if cvs:
-        add(f"| classifier | miRBoost CV, transfer with per-fold soups: {cvs.get('soup_seeds')} seeded fine-tunes per "
-            f"fold as above, their weights averaged: AUPR / AUROC / F1 | "
-            f"{_f(cvs.get('aupr_mean'))} ± {_f(cvs.get('aupr_sd'))} / {_f(cvs.get('auroc_mean'))} / "
-            f"{_f(cvs.get('f1_best_mean'))} | ≥ 0.93 ({_goal(cvs.get('aupr_mean'), 0.93)}) | deepMiRGene 0.93 / 0.85 |")
+        cv_row(f"transfer with per-fold soups: {cvs.get('soup_seeds')} seeded fine-tunes per fold as above, their "
+               "weights averaged", cvs)
     v = m.get("validation", {})
     if v:
         add(f"| classifier | held-out validation (human hairpins isolated + in genomic context vs all negative kinds; "
