@@ -566,7 +566,9 @@ def pretrain_disjoint(table: str | Path, steps: int = 6000, seed: int = 0, threa
                "best_val_aupr": next((float(h["val_aupr"]) for h in reversed(best.get("history", []))
                                       if h.get("step") == best["step"] and "val_aupr" in h), None),
                "guard": "no shared 20-mer with any benchmark sequence (either strand); no hairpin cluster "
-                        "touched by a benchmark positive (20-mer or 8-mer Jaccard >= 0.3)"}
+                        "touched by a benchmark positive (20-mer or 8-mer Jaccard >= 0.3); other animal species' "
+                        "hairpins also dropped when they touch a positive or share a family key with a "
+                        "dropped cluster"}
     return run / "best.pt", summary
 
 

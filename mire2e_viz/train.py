@@ -89,6 +89,9 @@ BASE: dict[str, Any] = {
     # exponential moving average of the weights (e.g. 0.999): validation, best.pt and the
     # exported "model" use the average; the raw weights are kept for resuming (None: off)
     "weight_ema": None,
+    # add the stem-loops of every other metazoan miRBase species (training only, guarded
+    # against the validation families; see trainingdata.animal_windows)
+    "animal_hairpins": False,
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -101,7 +104,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 1e-4,
         "alpha": 1.0,
         "gamma": 4.0,
-        "positive_species": ["hsa"],
+        "positive_species": ["hsa"],  # miRBase species codes, or "all" (every hairpin in the data)
         "pos_fraction": 0.3,
         "profile_source": "predicted",
         "structure_weights": None,
@@ -199,12 +202,15 @@ def load_state(path_or_name: str | Path, stage: str) -> dict:
 def window_sets(config: dict) -> list[tuple[str, Any, dict[str, np.ndarray]]]:
     """The cached window tables a stage trains on: ``(name, WindowSet, arrays)``, the base table first.
 
-    The classifier adds ``classifier_extra`` and ``strand_decoys`` when its config turns them on.
+    The classifier adds ``classifier_extra`` and ``strand_decoys`` when its config turns them on;
+    any stage adds the other animal species' hairpins with ``animal_hairpins``.
     """
-    from .trainingdata import classifier_extra, load_windows, strand_decoys
+    from .trainingdata import animal_windows, classifier_extra, load_windows, strand_decoys
 
     seed = config.get("data_seed", 0)
     sets = [("windows", *load_windows(seed))]
+    if config.get("animal_hairpins"):
+        sets.append(("animal_hairpins", *animal_windows(seed)))
     if config.get("stage") == "classifier":
         if config.get("classifier_extra"):
             sets.append(("classifier_extra", *classifier_extra(seed)))
@@ -597,7 +603,8 @@ def _training_rows(stage: str, arrays: dict[str, np.ndarray], config: dict) -> t
     train = split == "train"
     val = split == "val"
     if stage == "classifier" and "species" in arrays:
-        pos_ok = np.isin(arrays["species"], config["positive_species"])
+        wanted = config["positive_species"]
+        pos_ok = (arrays["species"] != "") if wanted == "all" else np.isin(arrays["species"], wanted)
         keep = (arrays["label"] == 0) | pos_ok
         train &= keep
         val &= keep
@@ -874,12 +881,23 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     q.add_argument("stage", choices=STAGES)
     q.add_argument("members", nargs="+", help="checkpoints (best.pt, last.pt) or shipped weights names (hsa)")
     q.add_argument("--out", required=True, help="output checkpoint, e.g. runs/soup.pt")
+    q.add_argument("--weights", default=None, metavar="W,W,...",
+                   help="relative weight of each member, comma-separated (default: equal), e.g. 2,1,1")
     q.set_defaults(func=_cli_soup)
     return p
 
 
 def _cli_soup(args: argparse.Namespace) -> int:
-    print(soup(args.stage, args.members, args.out))
+    try:
+        weights = None
+        if args.weights:
+            try:
+                weights = [float(x) for x in args.weights.split(",")]
+            except ValueError:
+                raise ValueError(f"--weights {args.weights!r}: give numbers separated by commas, e.g. 2,1,1") from None
+        print(soup(args.stage, args.members, args.out, weights=weights))
+    except ValueError as err:
+        raise SystemExit(f"mire2e-viz soup: {err}") from None
     return 0
 
 
@@ -939,8 +957,8 @@ def _member_run(member: str | Path, stage: str) -> tuple[dict[str, Any], list[di
     return own, [], cfg
 
 
-def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
-    """Average the weights of several fine-tunes of one stage (a uniform model soup).
+def soup(stage: str, members: list[str | Path], out: str | Path, weights: list[float] | None = None) -> Path:
+    """Average the weights of several fine-tunes of one stage (a model soup).
 
     Averaging works for networks fine-tuned from one starting point with
     different seeds or settings (Wortsman et al., ICML 2022): the average is
@@ -958,6 +976,10 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
     out
         The soup checkpoint to write. :func:`export` ships it, recording
         every member's run.
+    weights
+        Relative weight of each member (positive; normalised to sum 1).
+        Default: a uniform average. ``[2, 1, 1]`` keeps half of the first
+        member, e.g. an earlier soup, and adds two new fine-tunes.
 
     Returns
     -------
@@ -968,7 +990,8 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
     ------
     ValueError
         Fewer than two members, a member that is not a checkpoint of
-        ``stage``, or members whose tensors differ in name or shape.
+        ``stage``, members whose tensors differ in name or shape, or
+        ``weights`` of the wrong length or not all positive.
     """
     import torch
 
@@ -976,6 +999,14 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     if len(members) < 2:
         raise ValueError(f"a soup needs at least two members, got {len(members)}")
+    if weights is None:
+        share = [1.0 / len(members)] * len(members)
+    else:
+        if len(weights) != len(members):
+            raise ValueError(f"{len(weights)} weights for {len(members)} members; give one weight per member")
+        if not all(np.isfinite(w) and w > 0 for w in weights):
+            raise ValueError(f"soup weights must be positive numbers, got {list(weights)}")
+        share = [float(w) / float(sum(weights)) for w in weights]
     states, provenance, configs, shared = [], [], [], None
     for m in members:
         own, before, cfg = _member_run(m, stage)
@@ -1002,14 +1033,20 @@ def soup(stage: str, members: list[str | Path], out: str | Path) -> Path:
 
         warnings.warn(f"soup members start from different weights {sorted(inits)}; averaging works for "
                       "fine-tunes of one starting point", stacklevel=2)
-    avg = {k: (torch.stack([sd[k].float() for sd in states]).mean(0) if v.is_floating_point() else v.clone())
+    w = torch.tensor(share, dtype=torch.float32)
+    avg = {k: (torch.einsum("m,m...->...", w, torch.stack([sd[k].float() for sd in states]))
+               if v.is_floating_point() else v.clone())
            for k, v in first.items()}
+    uniform = len(set(round(x, 12) for x in share)) == 1
+    if not uniform:
+        provenance = [dict(p, soup_weight=round(x, 4)) for p, x in zip(provenance, share, strict=True)]
     # the recipe of the first fine-tune checkpoint (a shipped member's record lacks the data path)
     cfg = next((c for c, ok in zip(configs, from_checkpoint, strict=True) if c and ok), None) \
         or next((c for c in configs if c), {})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": avg, "stage": stage, "config": {**cfg, "init": None, "soup": [str(m) for m in members]},
+    torch.save({"model": avg, "stage": stage, "config": {**cfg, "init": None, "soup": [str(m) for m in members],
+                                                "soup_weights": [round(x, 6) for x in share]},
                 "soup": provenance, "shared_runs": shared or [], "step": 0, "elapsed_s": 0.0,
                 "history": [], "hardware": hardware()}, out)
     return out
@@ -1102,10 +1139,13 @@ def export(name: str, checkpoints: dict[str, str | Path], meta: dict | None = No
         if "soup" in ck:  # shared runs once, then every member, then the average
             n = len(ck["soup"])
             members = [dict(r, soup_member=f"{i + 1}/{n}") for i, r in enumerate(ck["soup"])]
+            shares = [r.get("soup_weight") for r in members]
+            how = ("uniform weight average" if None in shares else
+                   "weight average (" + " : ".join(f"{x:g}" for x in shares) + ")")
             last = {"run": str(checkpoints[stage]), "steps": 0, "batch_size": 0, "processes": 1,
                     "wall_time_s": 0.0, "run_wall_time_s": 0.0,
                     "profile_source": members[-1].get("profile_source", "n/a"),
-                    "optimizer": f"uniform weight average of the {n} members", "lr": "n/a",
+                    "optimizer": f"{how} of the {n} members", "lr": "n/a",
                     "hardware": ck.get("hardware", "")}
             runs = [*ck.get("shared_runs", []), *members, last]
             final = [{"soup_of": n}]

@@ -28,6 +28,13 @@ Design
   reads both strands, and the antisense strand of a pre-miRNA folds into a
   hairpin too), except where that antisense strand shares a 20-mer with a
   miRBase hairpin.
+* **Other animal species** (config flag ``animal_hairpins``): the stem-loops
+  of every other metazoan species in miRBase 22's ``miRNA.dat`` (plants and
+  viruses excluded; 146 species), for training only, each isolated, in genomic
+  context, dinucleotide-shuffled and as strand decoys. A hairpin is dropped
+  when it shares a family key with a validation hairpin, has 8-mer Jaccard
+  >= 0.3 with one, or shares a 20-mer (either strand) with one or with a
+  DeepMirCut validation hairpin (:func:`animal_hairpins`).
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and
   paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
   Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never
@@ -431,6 +438,137 @@ def load_hairpins() -> tuple[list[str], list[str], list[str]]:
     return names, seqs, species
 
 
+def read_mirbase_dat(path: str | Path | None = None) -> list[dict]:
+    """Every stem-loop of miRBase's EMBL-format ``miRNA.dat`` (all species).
+
+    Returns
+    -------
+    list of dict
+        ``name`` (``cel-let-7``), ``species`` (``cel``), ``description`` (the DE
+        line) and ``seq`` (RNA alphabet, upper case) per entry, in file order.
+    """
+    import gzip
+
+    path = Path(path) if path else data_dir() / "mirbase" / "miRNA_v22.dat.gz"
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: list[dict] = []
+    rec: dict = {}
+    in_seq = False
+    with opener(path, "rt") as fh:
+        for line in fh:
+            tag = line[:2]
+            if tag == "ID":
+                name = line[5:].split()[0]
+                rec = {"name": name, "species": name.split("-")[0], "description": "", "seq": []}
+                in_seq = False
+            elif tag == "DE":
+                rec["description"] = line[5:].strip()
+            elif tag == "SQ":
+                in_seq = True
+            elif tag == "//":
+                if rec:
+                    rec["seq"] = "".join(rec["seq"]).upper().replace("T", "U")
+                    out.append(rec)
+                rec, in_seq = {}, False
+            elif in_seq and rec:
+                rec["seq"].append("".join(ch for ch in line if ch.isalpha()))
+    return out
+
+
+def is_animal_hairpin(rec: dict) -> bool:
+    """True for a metazoan miRBase stem-loop: not a plant (``MIR`` names) and not a virus."""
+    parts = rec["name"].split("-")
+    return (len(parts) > 1 and not parts[1].startswith("MIR")
+            and "virus" not in rec["description"].lower() and "phage" not in rec["description"].lower())
+
+
+def animal_hairpins(seed: int = 0, k: int = 20, jaccard_k: int = 8, jaccard: float = 0.3) -> tuple[list[str], list[str], list[str], dict]:
+    """miRBase animal hairpins of the other species, guarded against the validation split.
+
+    The four species of :data:`SPECIES` already train as usual. The stem-loops
+    of every other metazoan species (plants and viruses excluded) are added for
+    training only, and a hairpin is dropped when it could leak validation
+    families into training: it shares a family key (:func:`family_key`) with a
+    validation hairpin of the split, its ``jaccard_k``-mer Jaccard similarity
+    with one is at least ``jaccard``, or it shares a ``k``-mer (either strand)
+    with a validation hairpin or a DeepMirCut validation hairpin. Exact copies
+    of a four-species hairpin and sequences outside ACGU are dropped too.
+
+    Returns
+    -------
+    names, seqs, species, counts
+    """
+    split = make_split(seed)
+    names4, seqs4, _ = load_hairpins()
+    val = [s for s, sl in zip(seqs4, split["split"], strict=True) if sl == "val"]
+    val_fams = {family_key(n) for n, sl in zip(names4, split["split"], strict=True) if sl == "val"}
+    guard = val + [r["hairpin"] for r in load_deepmircut()]
+    guard_kmers: set[str] = set()
+    for s in guard:
+        guard_kmers |= _kmers(s, k) | _kmers(reverse_complement(s), k)
+    known = set(seqs4)
+    recs = [r for r in read_mirbase_dat() if r["species"] not in SPECIES and is_animal_hairpin(r)]
+    counts = {"animal_hairpins_other_species": len(recs)}
+    recs = [r for r in recs if set(r["seq"]) <= set("ACGU") and 40 <= len(r["seq"]) and r["seq"] not in known]
+    counts["valid_and_new"] = len(recs)
+    fam_bad = {i for i, r in enumerate(recs) if family_key(r["name"]) in val_fams}
+    jac_bad = {i for i, _ in kmer_jaccard_pairs([r["seq"] for r in recs], guard, jaccard_k, jaccard)}
+    kmer_bad = {i for i, r in enumerate(recs) if not _kmers(r["seq"], k).isdisjoint(guard_kmers)}
+    bad = fam_bad | jac_bad | kmer_bad
+    counts.update(dropped_family=len(fam_bad), dropped_jaccard=len(jac_bad), dropped_kmer=len(kmer_bad),
+                  kept=len(recs) - len(bad))
+    keep = [r for i, r in enumerate(recs) if i not in bad]
+    return [r["name"] for r in keep], [r["seq"] for r in keep], [r["species"] for r in keep], counts
+
+
+def animal_windows(seed: int = 0, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """Training windows from :func:`animal_hairpins`, cached (train split only).
+
+    Per hairpin, as for the four species in :func:`build_windows` and
+    :func:`strand_decoys`: the hairpin isolated and in genomic context (chr21
+    training block), a dinucleotide shuffle (negative), and its reverse
+    complement isolated and in context (negatives; dropped when the antisense
+    strand shares a 20-mer with any miRBase stem-loop).
+    """
+    path = cache_dir() / f"animal_windows_seed{seed}.pkl"
+    if path.exists():
+        with open(path, "rb") as fh:
+            fields, arrays = pickle.load(fh)
+        return WindowSet(**fields), arrays
+    ws = animal_window_table(seed)
+    arrays = ws.arrays(processes)
+    with open(path, "wb") as fh:
+        pickle.dump((dict(vars(ws)), arrays), fh)
+    return ws, arrays
+
+
+def animal_window_table(seed: int = 0) -> WindowSet:
+    """The windows of :func:`animal_windows`, without RNAfold labels (not cached)."""
+    rng = np.random.default_rng(seed + 3000)
+    names, seqs, species, counts = animal_hairpins(seed)
+    known: set[str] = set()
+    for r in read_mirbase_dat():
+        known |= _kmers(r["seq"], 20)
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    bg = chr21[slice(*CHR21_TRAIN)]
+    rows = []
+    n_anti = 0
+    for n, s, sp in zip(names, seqs, species, strict=True):
+        rows.append((center_crop(s), 1, "hairpin", sp, n))
+        rows.append((embed(s, bg, rng)[0], 1, "hairpin_ctx", sp, n))
+        rows.append((center_crop(dinuc_shuffle(s, rng)), 0, "shuffled", "", n + "_shuf"))
+        rc = reverse_complement(s)
+        if _kmers(rc, 20) & known:
+            n_anti += 1
+            continue
+        rows.append((center_crop(rc), 0, "hairpin_rc", "", n + "_rc"))
+        rows.append((embed(rc, bg, rng)[0], 0, "hairpin_rc_ctx", "", n + "_rc"))
+    counts["dropped_antisense_loci"] = n_anti
+    s_, lab, kind, sp_, nm = zip(*rows, strict=True)
+    return WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm),
+                     np.array(["train"] * len(rows)), counts)
+
+
 def load_deepmircut(base_only: bool = True) -> list[dict]:
     """DeepMirCut validation rows: name, extended sequence, hairpin start/end (1-based)."""
     rows = []
@@ -697,7 +835,10 @@ def benchmark_disjoint(
     ``k``-mer with a positive or their ``jaccard_k``-mer Jaccard similarity is
     at least ``jaccard``; every hairpin of its cluster (:func:`make_split`:
     paralogs and orthologs) then goes, with the windows made from them
-    (contexts, strand decoys, shuffles), whatever their sequence.
+    (contexts, strand decoys, shuffles), whatever their sequence. Hairpins of
+    the other animal species (:func:`animal_windows`) are outside those
+    clusters: they go when they touch a positive themselves or share a
+    :func:`family_key` with a dropped hairpin.
 
     Parameters
     ----------
@@ -733,6 +874,14 @@ def benchmark_disjoint(
     touched |= {i for i, _ in kmer_jaccard_pairs(hseqs, pos, jaccard_k, jaccard)}
     bad_clusters = {cluster.get(names[i]) for i in touched} - {None}
     bad_names = {n for n in names if cluster.get(n) in bad_clusters} | {names[i] for i in touched}
+    # the other animal species (animal_windows) are not in the split's clusters: they go when
+    # they touch a positive themselves or share a family key with a dropped cluster
+    bad_fams = {family_key(n) for n in bad_names}
+    other = [r for r in read_mirbase_dat() if r["species"] not in SPECIES and is_animal_hairpin(r)]
+    oseqs = [r["seq"] for r in other]
+    hit = {i for i, s in enumerate(oseqs) if not _kmers(s, k).isdisjoint(pos_kmers)}
+    hit |= {i for i, _ in kmer_jaccard_pairs(oseqs, pos, jaccard_k, jaccard)}
+    bad_names |= {r["name"] for i, r in enumerate(other) if i in hit or family_key(r["name"]) in bad_fams}
     base = [re.sub(r"(_rc|_shuf)$", "", str(n)) for n in table["name"]]
     family = np.array([b in bad_names for b in base], bool)
     return ~shares & ~family

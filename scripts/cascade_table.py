@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decoy-species", nargs="+", default=["hsa"], metavar="SP",
                     help="species whose hairpins give strand decoys (default: hsa)")
+    ap.add_argument("--animals", action="store_true",
+                    help="add the other metazoan miRBase species' hairpins (trainingdata.animal_windows)")
     args = ap.parse_args(argv)
 
     import torch
@@ -50,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         arrays.update(predict_stages(arrays, None, args.mfe))
     else:
         arrays = load_arrays({"stage": "classifier", "classifier_extra": True,
-                              "strand_decoys": args.decoy_species})
+                              "strand_decoys": args.decoy_species,
+                              "animal_hairpins": args.animals})
         arrays.update(predict_stages(arrays, args.structure, args.mfe))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)
     meta = {"structure": args.structure, "mfe": args.mfe, "rows": len(arrays["codes"]),
-            "decoy_species": args.decoy_species,
+            "decoy_species": args.decoy_species, "animals": args.animals,
             "wall_s": round(time.time() - t0, 1)}
     Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta))

@@ -87,7 +87,9 @@ def render(name: str) -> str:
     add("|---|---|---|---|---|---|---|")
     for s in W.STAGES:
         for c in st[s]["meta"].get("training_runs", []):
-            member = f" (soup member {c['soup_member']}, seed {c.get('seed', '?')})" if c.get("soup_member") else ""
+            weight = f", weight {c['soup_weight']:g}" if c.get("soup_weight") else ""
+            member = (f" (soup member {c['soup_member']}, seed {c.get('seed', '?')}{weight})"
+                      if c.get("soup_member") else "")
             add(f"| {s} | `{c['run']}`{member} | {c['steps']} × {c['batch_size']} | {c['profile_source']} | "
                 f"{c['optimizer']}, {c['lr']} | {_wall(c)} | {c['hardware']} |")
     add("")
@@ -229,7 +231,7 @@ def render(name: str) -> str:
         pre = cvt.get("pretraining", {})
         add(f"- miRBoost transfer protocol: {cvt.get('protocol')}; steps chosen per fold: "
             f"{', '.join(str(x) for x in cvt.get('chosen_steps', []))}. Pre-training guard: {pre.get('guard')}; "
-            f"positives from {', '.join(pre.get('positive_species', []))}; {pre.get('rows_dropped')} table rows "
+            f"positives from {_species_list(pre.get('positive_species', []))}; {pre.get('rows_dropped')} table rows "
             "dropped by the guard.")
     add("")
     add("## Known limits")
@@ -280,6 +282,14 @@ LIMITS = [
 ]
 
 
+def _species_list(species: list[str], head: tuple[str, ...] = ("hsa", "mmu", "mml", "rno")) -> str:
+    """``hsa, mmu`` for a few species; ``152 miRBase species (hsa, mmu, mml, rno and 148 more)`` for many."""
+    if len(species) <= len(head):
+        return ", ".join(species)
+    first = [s for s in head if s in species] or species[: len(head)]
+    return f"{len(species)} miRBase species ({', '.join(first)} and {len(species) - len(first)} more)"
+
+
 def _wall(run: dict) -> str:
     """Wall time to the shipped checkpoint, and of the whole run when that went on longer."""
     w, total = run["wall_time_s"], run.get("run_wall_time_s", run["wall_time_s"])
@@ -299,11 +309,12 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
     clf_cfg = torch.load(checkpoints["classifier"], weights_only=False, map_location="cpu")["config"]
     (_, ws, _), *extra_sets = window_sets({**clf_cfg, "stage": "classifier"})
     clf_only: dict[str, dict[str, int]] = {}
-    for _, extra_ws, _ in extra_sets:
+    for set_name, extra_ws, _ in extra_sets:
+        where = "other animal species, classifier only" if set_name == "animal_hairpins" else "classifier only"
         for sl, kinds in td.counts(extra_ws).items():
             for k, n in kinds.items():
                 if k != "hsa_positive_windows" and n:
-                    key = f"{k} (classifier only)"
+                    key = f"{k} ({where})"
                     split_counts = clf_only.setdefault(sl, {})
                     split_counts[key] = split_counts.get(key, 0) + n
     meta = {

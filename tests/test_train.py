@@ -528,3 +528,106 @@ def test_soup_with_shipped_member_keeps_the_shared_history(tiny, tmp_path):
     assert ck["shared_runs"] == shipped_runs[:-1]
     assert ck["soup"][0]["run"] == f"shipped hsa weights ({shipped_runs[-1]['run']})"
     assert ck["soup"][1]["run"] == str(tmp_path / "ft")
+
+
+def test_weighted_soup_keeps_half_of_the_shipped_weights(tiny, tmp_path):
+    """``weights=[2, 1, 1]``: half the shipped soup, a quarter of each fine-tune; the record says so."""
+    from mire2e_viz.train import export, load_state, soup
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    cfg = {"max_steps": 2, "batch_size": 8, "profile_source": "target", "threads": 1}
+    fts = [train_stage("classifier", {**cfg, "seed": s}, out=tmp_path / f"ft{s}", resume="hsa", arrays=arrays,
+                       progress=False) for s in (0, 1)]
+    out = soup("classifier", ["hsa", *fts], tmp_path / "soup.pt", weights=[2, 1, 1])
+    avg = load_state(out, "classifier")
+    parts = [load_state(m, "classifier") for m in ("hsa", *fts)]
+    key = "FF1.weight"
+    torch.testing.assert_close(avg[key], 0.5 * parts[0][key] + 0.25 * parts[1][key] + 0.25 * parts[2][key])
+    ck = torch.load(out, weights_only=False)
+    assert [m.get("soup_weight") for m in ck["soup"]] == [0.5, 0.25, 0.25]
+    assert ck["config"]["soup_weights"] == [0.5, 0.25, 0.25]
+    doc = json.loads(export("hsa", {"structure": "hsa", "mfe": "hsa", "classifier": out},
+                            out_dir=_copy_shipped(tmp_path / "w")).read_text())
+    runs = doc["stages"]["classifier"]["meta"]["training_runs"]
+    assert runs[-1]["optimizer"] == "weight average (0.5 : 0.25 : 0.25) of the 3 members"
+    assert [r.get("soup_weight") for r in runs[-4:-1]] == [0.5, 0.25, 0.25]
+    # equal weights are the uniform soup, and bad weights are refused
+    torch.testing.assert_close(load_state(soup("classifier", fts, tmp_path / "u.pt", weights=[3, 3]), "classifier"),
+                               load_state(soup("classifier", fts, tmp_path / "v.pt"), "classifier"))
+    with pytest.raises(ValueError, match="2 weights for 3 members"):
+        soup("classifier", ["hsa", *fts], tmp_path / "x.pt", weights=[1, 1])
+    with pytest.raises(ValueError, match="positive"):
+        soup("classifier", fts, tmp_path / "x.pt", weights=[1, 0])
+
+
+def _copy_shipped(dest):
+    import shutil
+
+    from mire2e_viz import weights as W
+
+    shutil.copytree(W.WEIGHTS_DIR, dest)
+    return dest
+
+
+def test_positive_species_all_counts_every_hairpin():
+    from mire2e_viz.train import _training_rows
+
+    arrays = {"codes": np.zeros((5, 100), np.uint8), "label": np.array([1, 1, 1, 0, 0]),
+              "species": np.array(["hsa", "cel", "dme", "", ""]), "split": np.array(["train"] * 5)}
+    train, _ = _training_rows("classifier", arrays, {"positive_species": "all"})
+    assert train.tolist() == [0, 1, 2, 3, 4]
+    train, _ = _training_rows("classifier", arrays, {"positive_species": ["hsa"]})
+    assert train.tolist() == [0, 3, 4]
+
+
+def test_mirbase_dat_gives_every_stem_loop_and_the_animal_filter():
+    recs = td.read_mirbase_dat()
+    by_name = {r["name"]: r for r in recs}
+    assert len(recs) > 38000 and len(by_name) == len(recs)
+    mir21 = by_name["hsa-mir-21"]
+    assert mir21["species"] == "hsa" and len(mir21["seq"]) == 72
+    assert mir21["seq"].startswith("UGUCGGGUAGCUUAUCAGAC") and set(mir21["seq"]) <= set("ACGU")
+    assert mir21["description"] == "Homo sapiens miR-21 stem-loop"
+    assert td.is_animal_hairpin(by_name["cel-let-7"]) and td.is_animal_hairpin(mir21)
+    assert not td.is_animal_hairpin(by_name["ath-MIR156a"])  # plant
+    assert not td.is_animal_hairpin(next(r for r in recs if r["name"].startswith("ebv-")))  # virus
+
+
+def test_animal_hairpins_never_touch_the_validation_split():
+    from mire2e_viz.encoding import reverse_complement
+
+    names, seqs, species, counts = td.animal_hairpins(0)
+    assert counts["kept"] == len(names) > 10_000 and len(set(species)) > 100
+    assert not set(species) & set(td.SPECIES)
+    split = td.make_split(0)
+    names4, seqs4, _ = td.load_hairpins()
+    val = [s for s, sl in zip(seqs4, split["split"], strict=True) if sl == "val"]
+    val_fams = {td.family_key(n) for n, sl in zip(names4, split["split"], strict=True) if sl == "val"}
+    assert not {td.family_key(n) for n in names} & val_fams
+    k20 = set()
+    for s in val + [r["hairpin"] for r in td.load_deepmircut()]:
+        k20 |= td._kmers(s, 20) | td._kmers(reverse_complement(s), 20)
+    assert all(td._kmers(s, 20).isdisjoint(k20) for s in seqs)
+    assert not td.kmer_jaccard_pairs(seqs, val, 8, 0.3)
+    ws = td.animal_window_table(0)
+    assert (ws.split == "train").all()
+    assert set(ws.kind) == {"hairpin", "hairpin_ctx", "shuffled", "hairpin_rc", "hairpin_rc_ctx"}
+    assert ((ws.label == 1) == np.isin(ws.kind, ["hairpin", "hairpin_ctx"])).all()
+    assert set(ws.species[ws.label == 1]) == set(species) and set(ws.species[ws.label == 0]) == {""}
+
+
+def test_benchmark_disjoint_drops_other_species_orthologs():
+    names, seqs, species, _ = td.animal_hairpins(0)
+    names4, seqs4, _ = td.load_hairpins()
+    fam4 = {td.family_key(n): i for i, n in enumerate(names4)}
+    # an other-species hairpin whose family has a four-species member, and one whose family has none
+    j = next(j for j, n in enumerate(names) if td.family_key(n) in fam4
+             and not td.kmer_jaccard_pairs([seqs[j]], [seqs4[fam4[td.family_key(n)]]], 8, 0.3))
+    free = next(j for j, n in enumerate(names) if td.family_key(n) not in fam4)
+    positive = seqs4[fam4[td.family_key(names[j])]]  # the benchmark positive: the four-species member
+    rows = [(td.center_crop(seqs[j]), names[j]), (td.center_crop(seqs[j])[::-1], names[j] + "_shuf"),
+            (td.center_crop(seqs[free]), names[free])]
+    codes, lengths = pad_codes([s for s, _ in rows])
+    table = {"codes": codes, "lengths": lengths, "name": np.array([n for _, n in rows])}
+    keep = td.benchmark_disjoint(table, [positive], [positive])
+    assert keep.tolist() == [False, False, True]
