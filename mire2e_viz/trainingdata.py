@@ -58,7 +58,7 @@ import os
 import pickle
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
@@ -530,16 +530,7 @@ def animal_windows(seed: int = 0, processes: int = 2) -> tuple[WindowSet, dict[s
     complement isolated and in context (negatives; dropped when the antisense
     strand shares a 20-mer with any miRBase stem-loop).
     """
-    path = cache_dir() / f"animal_windows_seed{seed}.pkl"
-    if path.exists():
-        with open(path, "rb") as fh:
-            fields, arrays = pickle.load(fh)
-        return WindowSet(**fields), arrays
-    ws = animal_window_table(seed)
-    arrays = ws.arrays(processes)
-    with open(path, "wb") as fh:
-        pickle.dump((dict(vars(ws)), arrays), fh)
-    return ws, arrays
+    return _cached_labelled(f"animal_windows_seed{seed}.pkl", lambda: animal_window_table(seed), processes)
 
 
 def animal_window_table(seed: int = 0) -> WindowSet:
@@ -692,18 +683,26 @@ def build_windows(seed: int = 0, val_fraction: float = 0.12, n_genomic: int = 80
     return ws
 
 
-def load_windows(seed: int = 0, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
-    """Build (or load from cache) the window table and its encoded arrays with labels."""
-    path = cache_dir() / f"windows_seed{seed}.pkl"
+def _cached_labelled(filename: str, build: Callable[[], WindowSet], processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """A window table with its RNAfold-labelled arrays, from ``cache_dir()/filename`` or built and cached.
+
+    ``build()`` returns the :class:`WindowSet`; its arrays come from :meth:`WindowSet.arrays`.
+    """
+    path = cache_dir() / filename
     if path.exists():
         with open(path, "rb") as fh:
             fields, arrays = pickle.load(fh)
         return WindowSet(**fields), arrays
-    ws = build_windows(seed)
+    ws = build()
     arrays = ws.arrays(processes)
     with open(path, "wb") as fh:
         pickle.dump((dict(vars(ws)), arrays), fh)
     return ws, arrays
+
+
+def load_windows(seed: int = 0, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """Build (or load from cache) the window table and its encoded arrays with labels."""
+    return _cached_labelled(f"windows_seed{seed}.pkl", lambda: build_windows(seed), processes)
 
 
 def counts(ws: WindowSet) -> dict[str, dict[str, int]]:
@@ -733,11 +732,12 @@ def classifier_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000, proce
     (chr21 training block) and ``n_genomic`` more background windows (chr21
     training block and the 8 regions' training part), both strands.
     """
-    path = cache_dir() / f"classifier_extra_seed{seed}_{n_ctx}_{n_genomic}.pkl"
-    if path.exists():
-        with open(path, "rb") as fh:
-            fields, arrays = pickle.load(fh)
-        return WindowSet(**fields), arrays
+    return _cached_labelled(f"classifier_extra_seed{seed}_{n_ctx}_{n_genomic}.pkl",
+                            lambda: classifier_extra_table(seed, n_ctx, n_genomic), processes)
+
+
+def classifier_extra_table(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000) -> WindowSet:
+    """The windows of :func:`classifier_extra`, without RNAfold labels (not cached)."""
     rng = np.random.default_rng(seed + 1000)
     split = make_split(seed)
     names, seqs, species = load_hairpins()
@@ -753,11 +753,7 @@ def classifier_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000, proce
     gw = random_windows(bg, n_genomic * 3 // 4, rng) + random_windows(regions, n_genomic // 4, rng)
     rows += [(w, 0, "genomic", "", f"genomic_extra_{i}") for i, w in enumerate(gw) if set(w) <= set("ACGUN")]
     s_, lab, kind, sp_, nm = zip(*rows, strict=True)
-    ws = WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm), np.array(["train"] * len(rows)))
-    arrays = ws.arrays(processes)
-    with open(path, "wb") as fh:
-        pickle.dump((dict(vars(ws)), arrays), fh)
-    return ws, arrays
+    return WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm), np.array(["train"] * len(rows)))
 
 
 def _kmers(seq: str, k: int) -> set[str]:
@@ -778,16 +774,8 @@ def strand_decoys(seed: int = 0, species: str = "hsa", k: int = 20, processes: i
     A decoy that shares a ``k``-mer with any miRBase hairpin of any species is
     dropped: that antisense strand is itself an annotated miRNA locus.
     """
-    path = cache_dir() / f"strand_decoys_seed{seed}_{species}_{k}.pkl"
-    if path.exists():
-        with open(path, "rb") as fh:
-            fields, arrays = pickle.load(fh)
-        return WindowSet(**fields), arrays
-    ws = strand_decoy_table(seed, species, k)
-    arrays = ws.arrays(processes)
-    with open(path, "wb") as fh:
-        pickle.dump((dict(vars(ws)), arrays), fh)
-    return ws, arrays
+    return _cached_labelled(f"strand_decoys_seed{seed}_{species}_{k}.pkl",
+                            lambda: strand_decoy_table(seed, species, k), processes)
 
 
 def strand_decoy_table(seed: int = 0, species: str = "hsa", k: int = 20) -> WindowSet:
