@@ -34,7 +34,9 @@ Design
   context, dinucleotide-shuffled and as strand decoys. A hairpin is dropped
   when it shares a family key with a validation hairpin, has 8-mer Jaccard
   >= 0.3 with one, or shares a 20-mer (either strand) with one or with a
-  DeepMirCut validation hairpin (:func:`animal_hairpins`).
+  DeepMirCut validation hairpin (:func:`animal_hairpins`). The shipped
+  classifier learns from them, and so does the shipped MFE stage's last
+  fine-tune (through a ``scripts/cascade_table.py --animals`` table).
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and
   paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
   Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never

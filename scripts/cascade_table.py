@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"structure": args.structure, "mfe": args.mfe, "rows": len(arrays["codes"]),
             "decoy_species": args.decoy_species, "animals": args.animals,
             "wall_s": round(time.time() - t0, 1)}
+    if args.source:  # the windows (and stage 1) are the source table's: describe them as it does
+        src_meta = Path(args.source).with_suffix(".json")
+        src = json.loads(src_meta.read_text()) if src_meta.exists() else {}
+        meta.update({k: src[k] for k in ("structure", "decoy_species", "animals") if k in src},
+                    source=str(args.source))
     Path(args.out).with_suffix(".json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta))
     return 0

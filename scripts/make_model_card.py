@@ -310,7 +310,7 @@ def export_model(name: str, checkpoints: dict[str, str], extra: dict) -> Path:
     (_, ws, _), *extra_sets = window_sets({**clf_cfg, "stage": "classifier"})
     clf_only: dict[str, dict[str, int]] = {}
     for set_name, extra_ws, _ in extra_sets:
-        where = "other animal species, classifier only" if set_name == "animal_hairpins" else "classifier only"
+        where = "other animal species" if set_name == "animal_hairpins" else "classifier only"
         for sl, kinds in td.counts(extra_ws).items():
             for k, n in kinds.items():
                 if k != "hsa_positive_windows" and n:

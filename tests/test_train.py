@@ -420,6 +420,32 @@ def test_predict_stages_reuses_an_earlier_profile(tiny):
         predict_stages(tiny, None, "hsa", progress=False)
 
 
+def test_cascade_table_from_an_earlier_table_keeps_its_description(tiny, tmp_path):
+    """scripts/cascade_table.py --from: new stage-2 estimates, the source's windows described as before."""
+    import importlib.util
+    from pathlib import Path
+
+    from mire2e_viz.train import predict_stages
+
+    spec = importlib.util.spec_from_file_location(
+        "cascade_table", Path(__file__).resolve().parents[1] / "scripts" / "cascade_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    src = tmp_path / "table_anim.npz"
+    np.savez(src, **tiny, **predict_stages(tiny, "hsa", None, progress=False))
+    src.with_suffix(".json").write_text(json.dumps(
+        {"structure": "runs/s5/last.pt", "mfe": "hsa", "rows": N, "decoy_species": ["hsa", "mmu"], "animals": True}))
+    out = tmp_path / "table_anim_m.npz"
+    assert script.main(["--structure", "hsa", "--from", str(src), "--mfe", "hsa", "--out", str(out)]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["structure"] == "runs/s5/last.pt" and meta["animals"] is True
+    assert meta["decoy_species"] == ["hsa", "mmu"] and meta["source"] == str(src) and meta["rows"] == N
+    with np.load(out) as z:
+        want = predict_stages(tiny, "hsa", "hsa", progress=False)["pred_mfe_raw"]
+        np.testing.assert_allclose(z["pred_mfe_raw"], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(z["codes"], tiny["codes"])
+
+
 def test_benchmark_disjoint_drops_shared_sequences_and_touched_families():
     from mire2e_viz.encoding import reverse_complement
 
