@@ -484,6 +484,11 @@ def is_animal_hairpin(rec: dict) -> bool:
             and "virus" not in rec["description"].lower() and "phage" not in rec["description"].lower())
 
 
+def other_animal_stem_loops() -> list[dict]:
+    """The :func:`read_mirbase_dat` records of metazoan species outside :data:`SPECIES` (unfiltered)."""
+    return [r for r in read_mirbase_dat() if r["species"] not in SPECIES and is_animal_hairpin(r)]
+
+
 def animal_hairpins(seed: int = 0, k: int = 20, jaccard_k: int = 8, jaccard: float = 0.3) -> tuple[list[str], list[str], list[str], dict]:
     """miRBase animal hairpins of the other species, guarded against the validation split.
 
@@ -509,7 +514,7 @@ def animal_hairpins(seed: int = 0, k: int = 20, jaccard_k: int = 8, jaccard: flo
     for s in guard:
         guard_kmers |= _kmers(s, k) | _kmers(reverse_complement(s), k)
     known = set(seqs4)
-    recs = [r for r in read_mirbase_dat() if r["species"] not in SPECIES and is_animal_hairpin(r)]
+    recs = other_animal_stem_loops()
     counts = {"animal_hairpins_other_species": len(recs)}
     recs = [r for r in recs if set(r["seq"]) <= set("ACGU") and 40 <= len(r["seq"]) and r["seq"] not in known]
     counts["valid_and_new"] = len(recs)
@@ -773,8 +778,9 @@ def strand_decoys(seed: int = 0, species: str = "hsa", k: int = 20, processes: i
     the hairpin's own split (chr21 training or validation block), so validation
     measures strand discrimination on unseen families.
 
-    A decoy that shares a ``k``-mer with any miRBase hairpin of any species is
-    dropped: that antisense strand is itself an annotated miRNA locus.
+    A decoy that shares a ``k``-mer with any miRBase hairpin of the four
+    species (:func:`load_hairpins`) is dropped: that antisense strand is itself
+    an annotated miRNA locus.
     """
     return _cached_labelled(f"strand_decoys_seed{seed}_{species}_{k}.pkl",
                             lambda: strand_decoy_table(seed, species, k), processes)
@@ -867,7 +873,7 @@ def benchmark_disjoint(
     # the other animal species (animal_windows) are not in the split's clusters: they go when
     # they touch a positive themselves or share a family key with a dropped cluster
     bad_fams = {family_key(n) for n in bad_names}
-    other = [r for r in read_mirbase_dat() if r["species"] not in SPECIES and is_animal_hairpin(r)]
+    other = other_animal_stem_loops()
     oseqs = [r["seq"] for r in other]
     hit = {i for i, s in enumerate(oseqs) if not _kmers(s, k).isdisjoint(pos_kmers)}
     hit |= {i for i, _ in kmer_jaccard_pairs(oseqs, pos, jaccard_k, jaccard)}
