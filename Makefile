@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/scan_throughput.py
 	$(PY) bench/roofline.py
 	$(PY) bench/widget_latency.py
+	$(PY) bench/train_throughput.py --stages structure mfe classifier
 
 model-card: $(STAMP)
 	$(PY) scripts/make_model_card.py

@@ -57,6 +57,45 @@ def test_loss_falls(stage, tiny, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 0
 
 
+@pytest.mark.parametrize("stage", ["structure", "mfe", "classifier"])
+def test_bf16_autocast_trains_and_keeps_fp32_weights(stage, tiny, tmp_path):
+    """``"autocast": "bf16"`` trains (loss falls), tracks the fp32 loss, and saves fp32 weights."""
+    from mire2e_viz.model import build
+    from mire2e_viz.train import _step_loss, autocast
+
+    cfg = {"max_steps": 8, "batch_size": N, "profile_source": "target", "warmup": 0.0,
+           "schedule": "constant", "threads": 1, "autocast": "bf16"}
+    if stage == "structure":
+        cfg.update(pair_attention=0.1, pair_attention_layers=[0, 5])
+    ckpt = train_stage(stage, cfg, out=tmp_path, arrays=tiny, progress=False)
+    losses = _losses(tmp_path)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+    assert saved["config"]["autocast"] == "bf16"
+    assert all(t.dtype in (torch.float32, torch.int64) for t in saved["model"].values())
+    # one batch, same weights: the bf16 loss is the fp32 loss to bf16 precision
+    model = build(stage)
+    model.load_state_dict(saved["model"])
+    model.eval()
+    full = {**saved["config"], "autocast": None}
+    if stage == "structure":
+        arrays = {**tiny, "partner": pair_partners(tiny["profile"], tiny["lengths"])}
+    else:
+        arrays = tiny
+    idx = np.arange(N)
+    with torch.no_grad():
+        l32 = float(_step_loss(stage, model, arrays, idx, full, "cpu", 0.0, None))
+        with autocast(saved["config"], "cpu"):
+            l16 = float(_step_loss(stage, model, arrays, idx, saved["config"], "cpu", 0.0, None))
+    assert l16 == pytest.approx(l32, rel=0.05, abs=1e-3)
+
+
+def test_unknown_autocast_is_a_clear_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="autocast 'fp16'"):
+        train_stage("mfe", {"max_steps": 1, "autocast": "fp16", "profile_source": "target"},
+                    out=tmp_path, arrays=tiny, progress=False)
+
+
 def test_pair_attention_loss_falls(tiny, tmp_path):
     """The auxiliary attention loss (base-pair partners) trains and leaves the checkpoint a plain model."""
     cfg = {"max_steps": 8, "batch_size": N, "warmup": 0.0, "schedule": "constant", "threads": 1,
