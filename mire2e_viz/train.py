@@ -80,7 +80,7 @@ BASE: dict[str, Any] = {
     "device": "cpu",
     # mixed precision for the training forward pass and loss: None (fp32) or "bf16"
     # (torch.autocast; weights, optimizer state and validation stay fp32). On CPUs with
-    # AMX or AVX512-BF16 it trains the structure stage about 1.5x faster (bench/train_throughput.py)
+    # AMX or AVX512-BF16 it runs the structure stage's step about 1.8x faster (bench/train_throughput.py)
     "autocast": None,
     "grad_clip": 1.0,
     "max_train_windows": None,  # cap on training rows (classifier: all positives kept, up to half)
