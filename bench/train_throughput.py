@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -41,25 +40,15 @@ RECIPES = {
 PRECISIONS = (None, "bf16")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _arrays(stage: str, n: int, seed: int) -> dict[str, np.ndarray]:
     """``n`` random training rows of the cached window table (RNAfold labels)."""
     from mire2e_viz import train
 
-    arrays = train.load_arrays(train.default_config(stage))
-    rows = np.flatnonzero(arrays.get("split", np.array(["train"] * len(arrays["codes"]))) == "train")
+    cfg = train.default_config(stage)
+    arrays = train.load_arrays(cfg)
+    rows = train._training_rows(stage, arrays, cfg)[0]
     rows = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False))
-    n_all = len(arrays["codes"])
-    out = {k: v[rows] for k, v in arrays.items() if hasattr(v, "__len__") and len(v) == n_all}
+    out = train.take_rows(arrays, rows)
     if stage == "structure":
         out["partner"] = train.pair_partners(out["profile"], out["lengths"])
     return out
@@ -137,15 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
+    from mire2e_viz.train import cpu_bf16_flags, cpu_name
+
     torch.set_num_threads(args.threads)
-    isa = ""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-        isa = ", ".join(f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f" {f}" in flags)
-    except OSError:
-        pass
-    report = {"machine": f"{_cpu()} ({isa or 'no bf16 ISA flags'}), torch {torch.__version__}, "
-                         f"{args.threads} thread(s)", "date": time.strftime("%Y-%m-%d"), "stages": []}
+    isa = ", ".join(cpu_bf16_flags() or []) or "no bf16 instructions found"
+    report = {"machine": f"{cpu_name()} ({isa}), torch {torch.__version__}, {args.threads} thread(s)",
+              "date": time.strftime("%Y-%m-%d"), "stages": []}
     for stage in args.stages:
         res = bench_stage(stage, args.rounds, args.steps, args.learn_steps)
         report["stages"].append(res)

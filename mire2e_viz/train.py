@@ -157,21 +157,24 @@ def code_version() -> str:
     return f"{v}+git.{sha}" if sha else v
 
 
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (else what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> str:
     """One-line description of the machine that trains."""
     import os
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 # ------------------------------------------------------------------ helpers
@@ -633,18 +636,30 @@ def autocast(config: dict, device):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def cpu_has_bf16() -> bool | None:
-    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16).
+def cpu_bf16_flags() -> list[str] | None:
+    """The CPU's bf16 instruction sets among ``amx_bf16`` and ``avx512_bf16``; ``None`` if unknown.
 
-    ``None`` when ``/proc/cpuinfo`` cannot be read. Without either, torch emulates bf16
-    and a structure training step is over ten times slower than fp32 (measured on an
-    AMD EPYC); with AMX it is about 1.8 times faster (``bench/train_throughput.py``).
+    Without either, torch emulates bf16 and a structure training step is over ten times
+    slower than fp32 (measured on an AMD EPYC); with AMX it is about 1.8 times faster
+    (``bench/train_throughput.py``).
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
-    return any(f" {f}" in flags for f in ("amx_bf16", "avx512_bf16"))
+    return [f for f in ("amx_bf16", "avx512_bf16") if f" {f}" in flags]
+
+
+def cpu_has_bf16() -> bool | None:
+    """Whether this CPU computes bf16 matrix products natively (``None`` when unknown)."""
+    flags = cpu_bf16_flags()
+    return None if flags is None else bool(flags)
+
+
+def take_rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-row arrays of a training table restricted to ``rows`` (scalars and metadata dropped)."""
+    n_all = len(arrays["codes"])
+    return {k: v[rows] for k, v in arrays.items() if hasattr(v, "__len__") and len(v) == n_all}
 
 
 def _step_loss(stage: str, model, arrays, idx: np.ndarray, cfg: dict, device, pair_w: float,
@@ -755,7 +770,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         n_all = len(arrays["codes"])
         where = np.full(n_all, -1, dtype=np.int64)
         where[rows] = np.arange(len(rows))
-        arrays = {k: v[rows] for k, v in arrays.items() if hasattr(v, "__len__") and len(v) == n_all}
+        arrays = take_rows(arrays, rows)
         train_idx, eval_idx = np.arange(len(train_idx)), np.arange(len(train_idx), len(train_idx) + len(eval_idx))
         if decoy_of is not None:
             decoy_of = np.where(decoy_of[rows] >= 0, where[np.maximum(decoy_of[rows], 0)], -1)
