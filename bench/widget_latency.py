@@ -50,16 +50,6 @@ GOALS = {"new window": 1.5, "folded window": 0.3, "revisited window": 0.3, "stra
 MIR23A = "GGCCGGCUGGGGUUCCUGGGGAUGGGAUUUGCUUCCUGUCACAAAUCACAUUGCCAGGGAUUUCCAACCGACC"
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average() -> tuple[float, float, float] | None:
     return tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
 
@@ -153,6 +143,8 @@ def main() -> int:
 
     import torch
 
+    from mire2e_viz import train
+
     warnings.simplefilter("ignore", UserWarning)
     new = load_widgets(None)
     cascade, note = new.load_cascade()
@@ -176,7 +168,7 @@ def main() -> int:
     load_after = load_average()
 
     out = {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads_in_widget": args.threads,
+        "machine": {"cpu": train.cpu_name(), "cores": os.cpu_count(), "torch_threads_in_widget": args.threads,
                     "torch": torch.__version__, "python": platform.python_version(),
                     "load_average_before": load_before, "load_average_after": load_after},
         "model": cascade.name + ("" if note is None else " (UNTRAINED)"),

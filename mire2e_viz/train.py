@@ -168,13 +168,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware() -> str:
-    """One-line description of the machine that trains."""
+def hardware(device: Any = None) -> str:
+    """One-line description of the machine that trains (with its GPU when ``device`` is CUDA)."""
     import os
 
     import torch
 
-    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    line = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device is not None and torch.device(device).type == "cuda":
+        line = f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}); {line}"
+    return line
 
 
 # ------------------------------------------------------------------ helpers
@@ -720,7 +723,13 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         cfg.update(PAPER_RECIPE)
     cfg["stage"] = stage
     torch.set_num_threads(int(cfg["threads"]))
-    device = torch.device(cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu")
+    device = torch.device(cfg["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        import warnings
+
+        warnings.warn(f"device {cfg['device']!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                      "on this machine: training on the CPU instead", RuntimeWarning, stacklevel=2)
+        device = torch.device("cpu")
     autocast(cfg, device)  # an unknown mode fails here, before any data is loaded
     if cfg.get("autocast") == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
         import warnings
@@ -864,7 +873,7 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
             "model": scored.state_dict(), **extra, "optimizer": opt.state_dict(), "step": step,
             "elapsed_s": elapsed0 + time.time() - t0, "history": history, "config": cfg,
             "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "hardware": hardware(), "stage": stage,
+            "hardware": hardware(device), "stage": stage,
         }, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 

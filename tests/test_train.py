@@ -696,3 +696,13 @@ def test_benchmark_disjoint_drops_other_species_orthologs():
     table = {"codes": codes, "lengths": lengths, "name": np.array([n for _, n in rows])}
     keep = td.benchmark_disjoint(table, [positive], [positive])
     assert keep.tolist() == [False, False, True]
+
+
+def test_cuda_without_gpu_warns_and_trains_on_the_cpu(tiny, tmp_path):
+    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+        pytest.skip("this machine has a GPU")
+    cfg = {"max_steps": 2, "batch_size": 4, "device": "cuda", "threads": 1}
+    with pytest.warns(RuntimeWarning, match="sees no CUDA GPU"):
+        ckpt = train_stage("structure", cfg, out=tmp_path, arrays=tiny, progress=False)
+    saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+    assert saved["step"] == 2 and "CUDA" not in saved["hardware"]
