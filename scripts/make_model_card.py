@@ -145,8 +145,14 @@ def render(name: str) -> str:
         add(f"| structure | per-nt 3-class accuracy vs RNAfold ({s1.get('windows')} windows: "
             + ", ".join(f"{k} {v}" for k, v in s1.get("by_kind_windows", {}).items())
             + f") | {_f(s1.get('acc3'))} | ≥ 0.90 ({_goal(s1.get('acc3'), 0.90)}) | |")
+        unc = s1.get("bp_f1_mean_unconstrained")
         add(f"| structure | base-pair F1 after decoding to a valid dot-bracket ({s1.get('decoder')}) | "
-            f"{_f(s1.get('bp_f1_mean'))} | reported | |")
+            f"{_f(s1.get('bp_f1_mean'))} | reported | "
+            + (f"from the profile alone, without the sequence's pairing rules: {_f(unc)}" if unc is not None else "")
+            + " |")
+        if s1.get("acc3_decoded") is not None:
+            add(f"| structure | per-nt 3-class accuracy of that decoded dot-bracket | {_f(s1['acc3_decoded'])} | "
+                "reported | |")
     mf = m.get("mfe", {})
     if mf:
         c, a = mf.get("cascade", {}), mf.get("anchor_published_rnafold_profile", {})
