@@ -389,7 +389,10 @@ def deepmircut(models: dict, step: int, max_rows: int | None = None) -> dict:
     codes, lengths = pad_codes(wins)
     prob = cascade(models, codes, lengths)["prob"]
     owner = np.array(owner)
+    starts = np.array([m[0] for m in meta])
+    strands = np.array([m[1] for m in meta])
     hit_any, hit_half, hit_plus = 0, 0, 0
+    margins, right_strand = [], []
     for j, r in enumerate(rows):
         ids = np.flatnonzero(owner == j)
         k = ids[int(np.argmax(prob[ids]))]
@@ -399,11 +402,20 @@ def deepmircut(models: dict, step: int, max_rows: int | None = None) -> dict:
         hit_any += ov > 0
         hit_plus += ov > 0 and strand == "+"
         hit_half += ov >= 0.5 * (b - a) and strand == "+"
+        # scan.call_candidates' strand_margin: best score minus the best other-strand window overlapping it
+        other = ids[(strands[ids] != strand) & (np.abs(starts[ids] - st) < WINDOW)]
+        margins.append(float(prob[k] - prob[other].max()))
+        right_strand.append(strand == "+")
     n = len(rows)
+    margins, right_strand = np.array(margins), np.array(right_strand)
+    by_margin = [{"min_margin": t, "share_of_entries": float((margins >= t).mean()),
+                  "share_on_annotated_strand": float(right_strand[margins >= t].mean()) if (margins >= t).any()
+                  else None} for t in (0.0, 0.05, 0.1, 0.15, 0.2)]
     return {"entries": n, "step": step, "strands": 2, "windows": len(wins),
             "share_best_window_overlaps": hit_any / n,
             "share_best_window_overlaps_same_strand": hit_plus / n,
-            "share_best_window_covers_half_same_strand": hit_half / n, "goal": 0.9}
+            "share_best_window_covers_half_same_strand": hit_half / n, "goal": 0.9,
+            "strand_margin": by_margin}
 
 
 # -------------------------------------------------------------- miRBoost CV

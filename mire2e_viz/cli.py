@@ -135,7 +135,7 @@ def cmd_demo(args) -> int:
         print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"\nCandidate regions at score >= {args.threshold}: {len(cands)}")
         if len(cands):
-            print(cands.head(10)[["name", "seqname", "start", "end", "strand", "score", "n_windows"]]
+            print(cands.head(10)[["name", "seqname", "start", "end", "strand", "score", "strand_margin", "n_windows"]]
                   .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     try:
         from .annotations import read_annotations

@@ -1165,7 +1165,8 @@ class LocusExplorer(_WidgetApp):
         for r in shown.itertuples(index=False):
             text = (f"{r.name}  {r.seqname}:{_fmt_pos(r.start + 1)}-{_fmt_pos(r.end)} ({r.strand})  "
                     f"score {r.score:.3f}  best window {_fmt_pos(r.best_start + 1)}-{_fmt_pos(r.best_end)}  "
-                    f"MFE {r.best_mfe:.1f}  ({r.n_windows} windows)")
+                    f"MFE {r.best_mfe:.1f}  ({r.n_windows} windows)"
+                    + (f"  strand margin {r.strand_margin:+.2f}" if np.isfinite(r.strand_margin) else ""))
             b = W.Button(description=text, tooltip=f"jump to {r.name}'s best window",
                          layout=W.Layout(width="auto", justify_content="flex-start"))
             b.add_class("m2v-candidate")

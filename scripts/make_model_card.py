@@ -225,6 +225,13 @@ def render(name: str) -> str:
             f"{_f(d.get('share_best_window_overlaps'))}, near-trivial; covering ≥ half the hairpin: "
             f"{_f(d.get('share_best_window_covers_half_same_strand'))}) | ≥ 0.9 "
             f"({_goal(d.get('share_best_window_overlaps_same_strand'), 0.9)}) | |")
+        cal = [b for b in d.get("strand_margin", []) if b.get("min_margin") and b.get("share_on_annotated_strand")]
+        if cal:
+            add("| strand call | DeepMirCut: share of best windows on the annotated strand, by `strand_margin` of "
+                "`scan.call_candidates` (score minus the best overlapping window of the other strand) | "
+                + "; ".join(f"margin ≥ {b['min_margin']:.2f}: {_f(b['share_on_annotated_strand'])} "
+                            f"({b['share_of_entries']:.0%} of entries)" for b in cal)
+                + " | reported | |")
     add("")
     for line in meta.get("metric_notes", []):
         add(f"- {line}")

@@ -113,6 +113,26 @@ def test_candidates_merge_overlapping_windows():
     assert call_candidates(w, threshold=0.99).empty
 
 
+def test_candidates_carry_the_strand_margin():
+    w = _windows([
+        ("c", 0, 100, "+", 0.9, -30), ("c", 20, 120, "+", 0.95, -35), ("c", 300, 400, "+", 0.7, -25),
+        ("c", 20, 120, "-", 0.8, -31), ("c", 100, 200, "-", 0.99, -40), ("c", 400, 500, "-", 0.1, -5),
+        ("d", 300, 400, "-", 0.2, -9),
+    ])
+    cands = call_candidates(w, threshold=0.5).set_index(["strand", "best_start"])
+    # + region, best window 20-120: the - windows overlapping it are 20-120 (0.8) and 100-200 (0.99)
+    assert cands.loc[("+", 20), "opposite_score"] == pytest.approx(0.99)
+    assert cands.loc[("+", 20), "strand_margin"] == pytest.approx(-0.04)
+    # - region, best window 100-200: + window 20-120 (0.95) overlaps it, 0-100 only touches it
+    assert cands.loc[("-", 100), "opposite_score"] == pytest.approx(0.95)
+    assert cands.loc[("-", 100), "strand_margin"] == pytest.approx(0.04)
+    # + 300-400: the - window 400-500 only touches it, and another seqname never counts
+    assert np.isnan(cands.loc[("+", 300), "opposite_score"]) and np.isnan(cands.loc[("+", 300), "strand_margin"])
+    one = call_candidates(w[w.strand == "+"], threshold=0.5)
+    assert len(one) == 2 and one["strand_margin"].isna().all()
+    assert list(call_candidates(w, 0.5).columns) == list(call_candidates(w.iloc[:0], 0.5).columns)
+
+
 def test_exports_open_in_igv_formats(tmp_path):
     w = _windows([("chr19", 13836300, 13836400, "-", 0.91, -40.2), ("chr19", 13836320, 13836420, "-", 0.5, -30)])
     cands = call_candidates(w, 0.4)
@@ -123,7 +143,9 @@ def test_exports_open_in_igv_formats(tmp_path):
     assert gff[0] == "##gff-version 3"
     f = gff[1].split("\t")
     assert f[:8] == ["chr19", "mire2e-viz", "pre_miRNA", "13836301", "13836420", "0.9100", "-", "."]
-    assert "ID=cand1" in f[8]
+    assert "ID=cand1" in f[8] and "strand_margin" not in f[8]  # one strand scanned: no margin
+    both = pd.concat([w, _windows([("chr19", 13836300, 13836400, "+", 0.41, -20.0)])])
+    assert "strand_margin=0.500" in export(call_candidates(both, 0.45), tmp_path / "b.gff3").read_text()
     back = pd.read_csv(export(w, tmp_path / "w.csv"))
     assert list(back["start"]) == [13836300, 13836320]
     assert export(w, tmp_path / "w.gff3").read_text().count("\tregion\t") == 2
