@@ -387,12 +387,20 @@ def deepmircut(models: dict, step: int, max_rows: int | None = None) -> dict:
                 owner.append(j)
                 meta.append((st, strand))
     codes, lengths = pad_codes(wins)
-    prob = cascade(models, codes, lengths)["prob"]
+    res = cascade(models, codes, lengths)
+    prob = res["prob"]
     owner = np.array(owner)
-    starts = np.array([m[0] for m in meta])
-    strands = np.array([m[1] for m in meta])
+    # the strand call as users get it: scan.call_candidates on every window of each entry (no threshold),
+    # whose best region per entry holds the entry's best window and its strand_margin
+    import pandas as pd
+
+    from mire2e_viz.scan import call_candidates
+
+    table = pd.DataFrame({"seqname": owner, "start": [m[0] for m in meta], "strand": [m[1] for m in meta],
+                          "score": prob, "mfe": -res["mfe_raw"] * lengths})
+    table.insert(2, "end", table["start"] + lengths)
+    top = call_candidates(table, threshold=-np.inf).groupby("seqname").first()
     hit_any, hit_half, hit_plus = 0, 0, 0
-    margins, right_strand = [], []
     for j, r in enumerate(rows):
         ids = np.flatnonzero(owner == j)
         k = ids[int(np.argmax(prob[ids]))]
@@ -402,12 +410,8 @@ def deepmircut(models: dict, step: int, max_rows: int | None = None) -> dict:
         hit_any += ov > 0
         hit_plus += ov > 0 and strand == "+"
         hit_half += ov >= 0.5 * (b - a) and strand == "+"
-        # scan.call_candidates' strand_margin: best score minus the best other-strand window overlapping it
-        other = ids[(strands[ids] != strand) & (np.abs(starts[ids] - st) < WINDOW)]
-        margins.append(float(prob[k] - prob[other].max()))
-        right_strand.append(strand == "+")
     n = len(rows)
-    margins, right_strand = np.array(margins), np.array(right_strand)
+    margins, right_strand = top["strand_margin"].to_numpy(), (top["strand"] == "+").to_numpy()
     by_margin = [{"min_margin": t, "share_of_entries": float((margins >= t).mean()),
                   "share_on_annotated_strand": float(right_strand[margins >= t].mean()) if (margins >= t).any()
                   else None} for t in (0.0, 0.05, 0.1, 0.15, 0.2)]

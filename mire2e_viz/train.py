@@ -723,17 +723,15 @@ def train_stage(stage: str, config: dict | str | Path | None = None, out: str | 
         cfg.update(PAPER_RECIPE)
     cfg["stage"] = stage
     torch.set_num_threads(int(cfg["threads"]))
+    import warnings
+
     device = torch.device(cfg["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
-        import warnings
-
         warnings.warn(f"device {cfg['device']!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
                       "on this machine: training on the CPU instead", RuntimeWarning, stacklevel=2)
         device = torch.device("cpu")
     autocast(cfg, device)  # an unknown mode fails here, before any data is loaded
     if cfg.get("autocast") == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
-        import warnings
-
         warnings.warn("autocast 'bf16' on a CPU without AMX or AVX512-BF16: torch emulates bf16 there and "
                       "training runs much slower than fp32; leave \"autocast\" null on this machine",
                       RuntimeWarning, stacklevel=2)
