@@ -96,6 +96,9 @@ BASE: dict[str, Any] = {
     # add the stem-loops of every other metazoan miRBase species (training only, guarded
     # against the validation families; see trainingdata.animal_windows)
     "animal_hairpins": False,
+    # add fresh RNAfold-labelled regression windows from the training side (meant for the MFE
+    # stage; see trainingdata.mfe_extra)
+    "mfe_extra": False,
 }
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -213,14 +216,23 @@ def window_sets(config: dict) -> list[tuple[str, Any, dict[str, np.ndarray]]]:
     """The cached window tables a stage trains on: ``(name, WindowSet, arrays)``, the base table first.
 
     The classifier adds ``classifier_extra`` and ``strand_decoys`` when its config turns them on;
-    any stage adds the other animal species' hairpins with ``animal_hairpins``.
+    any stage adds the other animal species' hairpins with ``animal_hairpins`` and the extra
+    regression windows of :func:`~mire2e_viz.trainingdata.mfe_extra` with ``mfe_extra``.
     """
-    from .trainingdata import animal_windows, classifier_extra, load_windows, strand_decoys
+    from .trainingdata import (
+        animal_windows,
+        classifier_extra,
+        load_windows,
+        mfe_extra,
+        strand_decoys,
+    )
 
     seed = config.get("data_seed", 0)
     sets = [("windows", *load_windows(seed))]
     if config.get("animal_hairpins"):
         sets.append(("animal_hairpins", *animal_windows(seed)))
+    if config.get("mfe_extra"):
+        sets.append(("mfe_extra", *mfe_extra(seed)))
     if config.get("stage") == "classifier":
         if config.get("classifier_extra"):
             sets.append(("classifier_extra", *classifier_extra(seed)))
@@ -1104,6 +1116,14 @@ def soup(stage: str, members: list[str | Path], out: str | Path, weights: list[f
 
         warnings.warn(f"soup members start from different weights {sorted(inits)}; averaging works for "
                       "fine-tunes of one starting point", stacklevel=2)
+    elif shared is None and len(inits) == 1:  # fine-tunes of shipped weights: their record's runs come first
+        from . import weights as W
+
+        (init,) = inits
+        if not Path(str(init)).is_file() and str(init) in W.available():
+            shared = [dict(r) for r in W.get(str(init))[stage].meta.get("training_runs", [])]
+            provenance = [dict(p, init=f"shipped {init} weights") if ok else p
+                          for p, ok in zip(provenance, from_checkpoint, strict=True)]
     w = torch.tensor(share, dtype=torch.float32)
     avg = {k: (torch.einsum("m,m...->...", w, torch.stack([sd[k].float() for sd in states]))
                if v.is_floating_point() else v.clone())

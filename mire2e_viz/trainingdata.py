@@ -35,8 +35,16 @@ Design
   when it shares a family key with a validation hairpin, has 8-mer Jaccard
   >= 0.3 with one, or shares a 20-mer (either strand) with one or with a
   DeepMirCut validation hairpin (:func:`animal_hairpins`). The shipped
-  classifier learns from them, and so does the shipped MFE stage's last
-  fine-tune (through a ``scripts/cascade_table.py --animals`` table).
+  classifier learns from them, and so does the shipped MFE stage (its last
+  two fine-tunes, through a ``scripts/cascade_table.py --animals`` table).
+* **MFE-only windows** (config flag ``mfe_extra``; :func:`mfe_extra`): fresh
+  RNAfold-labelled windows from the training side only (two more
+  genomic-context placements or random crops of every training hairpin of all
+  species, a fresh shuffle and the reverse complement in context of each, two
+  more placements of every training CODING pseudo-hairpin and one of its
+  reverse complement, 16,000 more background windows). The MFE stage is a
+  regression on RNAfold's energy and over-fits the base table within a few
+  epochs.
 * **Splits**: hairpins are clustered by miRNA family name (species prefix and
   paralog suffixes stripped: ``hsa-mir-24-2`` -> ``mir-24``) joined with 8-mer
   Jaccard similarity >= 0.3 (single linkage), so paralogs and orthologs never
@@ -761,6 +769,66 @@ def classifier_extra_table(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000)
     rows += [(w, 0, "genomic", "", f"genomic_extra_{i}") for i, w in enumerate(gw) if set(w) <= set("ACGUN")]
     s_, lab, kind, sp_, nm = zip(*rows, strict=True)
     return WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm), np.array(["train"] * len(rows)))
+
+
+def mfe_extra(seed: int = 0, n_ctx: int = 2, n_genomic: int = 16000, processes: int = 2) -> tuple[WindowSet, dict[str, np.ndarray]]:
+    """More RNAfold-labelled training windows for the MFE stage (train split only), cached.
+
+    The MFE stage is a regression on RNAfold's energy, so any window with its
+    fold is a valid example; with the base table it over-fits after a few
+    epochs. Per training hairpin of the four species and of the other animal
+    species (:func:`animal_hairpins`, guarded against validation families):
+    ``n_ctx`` fresh genomic-context placements (random 100-nt crops of a
+    longer hairpin), a fresh dinucleotide shuffle and
+    its reverse complement in context. Per training CODING pseudo-hairpin (the
+    base table's split): ``n_ctx`` fresh placements and its reverse complement
+    in context. Plus ``n_genomic`` fresh background windows. Flanks and
+    background come from the training blocks only (chr21 ``[0, 700k)``, the
+    first 85 % of the 8 regions). Labels follow the window's kind, but these
+    windows are meant for the MFE stage only.
+    """
+    return _cached_labelled(f"mfe_extra_seed{seed}_{n_ctx}_{n_genomic}.pkl",
+                            lambda: mfe_extra_table(seed, n_ctx, n_genomic), processes)
+
+
+def mfe_extra_table(seed: int = 0, n_ctx: int = 2, n_genomic: int = 16000) -> WindowSet:
+    """The windows of :func:`mfe_extra`, without RNAfold labels (not cached)."""
+    rng = np.random.default_rng(seed + 4000)
+    split = make_split(seed)
+    names, seqs, species = load_hairpins()
+    hp = [(n, s, sp) for n, s, sp, sl in zip(names, seqs, species, split["split"], strict=True) if sl == "train"]
+    an, aseqs, asp, _ = animal_hairpins(seed)
+    hp += list(zip(an, aseqs, asp, strict=True))
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    bg = chr21[slice(*CHR21_TRAIN)]
+    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
+    regions = regions[: int(len(regions) * 0.85)]
+    rows = []
+    for n, s, sp in hp:
+        if not set(s) <= set("ACGU"):
+            continue
+        for k in range(n_ctx):  # a hairpin longer than the window: a random crop instead
+            if len(s) > WINDOW:
+                st = int(rng.integers(len(s) - WINDOW + 1))
+                rows.append((s[st : st + WINDOW], 1, "hairpin_ctx", sp, f"{n}_mx{k}"))
+            else:
+                rows.append((embed(s, bg, rng)[0], 1, "hairpin_ctx", sp, f"{n}_mx{k}"))
+        rows.append((center_crop(dinuc_shuffle(s, rng)), 0, "shuffled", "", f"{n}_mxshuf"))
+        rows.append((embed(reverse_complement(s), bg, rng)[0], 0, "hairpin_rc_ctx", "", f"{n}_mxrc"))
+    base, _ = load_windows(seed)
+    coding_train = {str(nm) for nm, k, sl in zip(base.name, base.kind, base.split, strict=True)
+                    if k == "coding" and sl == "train"}
+    for h, s in read_fasta(data_dir() / "negatives" / "pseudo_hairpins_human_CODING_8494.fa"):
+        if h not in coding_train or not set(s) <= set("ACGU"):
+            continue
+        for k in range(n_ctx):
+            rows.append((embed(s, bg, rng)[0], 0, "coding_ctx", "", f"{h}_mx{k}"))
+        rows.append((embed(reverse_complement(s), bg, rng)[0], 0, "coding_ctx", "", f"{h}_mxrc"))
+    gw = random_windows(bg, n_genomic * 3 // 4, rng) + random_windows(regions, n_genomic // 4, rng)
+    rows += [(w, 0, "genomic", "", f"genomic_mx_{i}") for i, w in enumerate(gw) if set(w) <= set("ACGU")]
+    s_, lab, kind, sp_, nm = zip(*rows, strict=True)
+    return WindowSet(list(s_), np.array(lab), np.array(kind), np.array(sp_), np.array(nm),
+                     np.array(["train"] * len(rows)), {"hairpins": len(hp), "coding": len(coding_train)})
 
 
 def _kmers(seq: str, k: int) -> set[str]:

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="species whose hairpins give strand decoys (default: hsa)")
     ap.add_argument("--animals", action="store_true",
                     help="add the other metazoan miRBase species' hairpins (trainingdata.animal_windows)")
+    ap.add_argument("--mfe-extra", action="store_true",
+                    help="add trainingdata.mfe_extra (fresh regression windows for the MFE stage); "
+                         "with --from, stage 1 runs on the new windows only and they are appended")
     args = ap.parse_args(argv)
 
     import torch
@@ -46,19 +49,34 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    if args.source:  # stage 1 already predicted: reuse it
+    if args.source and args.mfe_extra:  # stage 1 on the new windows only, appended to the source table
+        with np.load(args.source, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        if "pred_mfe_raw" in arrays and not args.mfe:  # before the slow RNAfold and stage-1 passes
+            ap.error(f"{args.source} holds MFE estimates (pred_mfe_raw): pass --mfe for the new windows too")
+        from mire2e_viz.trainingdata import mfe_extra
+
+        ws, extra = mfe_extra(0)
+        extra = dict(extra, split=ws.split, species=ws.species, kind=ws.kind, name=ws.name)
+        extra.update(predict_stages(extra, args.structure, args.mfe))
+        missing = sorted(set(arrays) - set(extra))
+        if missing:
+            ap.error(f"{args.source} has columns the new windows lack: {missing}")
+        arrays = {k: np.concatenate([arrays[k], extra[k] if extra[k].dtype.kind == "U" else extra[k].astype(arrays[k].dtype)])
+                  for k in arrays}
+    elif args.source:  # stage 1 already predicted: reuse it
         with np.load(args.source, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         arrays.update(predict_stages(arrays, None, args.mfe))
     else:
         arrays = load_arrays({"stage": "classifier", "classifier_extra": True,
                               "strand_decoys": args.decoy_species,
-                              "animal_hairpins": args.animals})
+                              "animal_hairpins": args.animals, "mfe_extra": args.mfe_extra})
         arrays.update(predict_stages(arrays, args.structure, args.mfe))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)
     meta = {"structure": args.structure, "mfe": args.mfe, "rows": len(arrays["codes"]),
-            "decoy_species": args.decoy_species, "animals": args.animals,
+            "decoy_species": args.decoy_species, "animals": args.animals, "mfe_extra": args.mfe_extra,
             "wall_s": round(time.time() - t0, 1)}
     if args.source:  # the windows (and stage 1) are the source table's: describe them as it does
         src_meta = Path(args.source).with_suffix(".json")

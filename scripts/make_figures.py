@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     ann = read_annotations(gff, chrom, offset, last)
 
     # 1. score track over the locus (region FASTA id: genomic coordinates)
-    windows = scan(f">{chrom}:{first}-{last}\n{seq}\n", cascade, step=10)
-    cands = call_candidates(windows, threshold=0.5)
+    # at the weights' measured operating point, as the command line and widgets call candidates
+    thr = cascade.recommended_threshold
+    windows = scan(f">{chrom}:{first}-{last}\n{seq}\n", cascade, step=5)
+    cands = call_candidates(windows, threshold=thr)
     fig = P.score_track(
-        windows, cands, ann,
+        windows, cands, ann, threshold=thr,
         title=f"pre-miRNA score, {chrom}:{first:,}\u2013{last:,} (miR-23a/27a/24-2 cluster){flag}",
     )  # fmt: skip
     P.save_figure(fig, out / "score_track_chr19_mir23a_cluster.png", dpi=args.dpi)
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     window = cascade.window(wseq, name=chrom, start=start, strand="-")
     matures = features_in_window(ann, start, end, "-")
     fig = P.stage_panel(
-        window, matures=matures,
+        window, matures=matures, threshold=thr,
         title=f"miRe2e stage by stage: hsa-mir-23a window{flag}",
     )  # fmt: skip
     P.save_figure(fig, out / "stage_panel_hsa-mir-23a.png", dpi=args.dpi)

@@ -485,6 +485,24 @@ def test_cascade_table_from_an_earlier_table_keeps_its_description(tiny, tmp_pat
         np.testing.assert_array_equal(z["codes"], tiny["codes"])
 
 
+def test_cascade_table_mfe_extra_needs_mfe_when_the_source_has_estimates(tiny, tmp_path, capsys):
+    """--from T --mfe-extra: a source with MFE estimates needs --mfe, refused before any slow pass."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "cascade_table", Path(__file__).resolve().parents[1] / "scripts" / "cascade_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    src = tmp_path / "t.npz"
+    np.savez(src, **tiny, pred_profile=tiny["profile"], pred_mfe_raw=tiny["mfe_raw"])
+    with pytest.raises(SystemExit) as err:
+        script.main(["--structure", "hsa", "--from", str(src), "--mfe-extra", "--out", str(tmp_path / "o.npz")])
+    assert err.value.code == 2
+    assert f"{src} holds MFE estimates (pred_mfe_raw): pass --mfe" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
 def test_benchmark_disjoint_drops_shared_sequences_and_touched_families():
     from mire2e_viz.encoding import reverse_complement
 
@@ -595,6 +613,26 @@ def test_soup_with_shipped_member_keeps_the_shared_history(tiny, tmp_path):
     assert ck["soup"][1]["run"] == str(tmp_path / "ft")
 
 
+def test_soup_of_fine_tunes_of_shipped_weights_keeps_their_history(tiny, tmp_path):
+    """Two fine-tunes with ``"init": "hsa"``: the record lists the shipped runs first, then both members."""
+    from mire2e_viz import weights as W
+    from mire2e_viz.train import export, soup
+
+    arrays = dict(tiny, split=np.array(["train"] * 12 + ["val"] * 4))
+    cfg = {"max_steps": 2, "batch_size": 8, "profile_source": "target", "threads": 1, "init": "hsa"}
+    fts = [train_stage("mfe", {**cfg, "seed": s}, out=tmp_path / f"ft{s}", arrays=arrays, progress=False)
+           for s in (0, 1)]
+    ck = torch.load(soup("mfe", fts, tmp_path / "soup.pt"), weights_only=False)
+    shipped_runs = W.get("hsa")["mfe"].meta["training_runs"]
+    assert ck["shared_runs"] == shipped_runs and len(shipped_runs) > 1
+    assert [m["init"] for m in ck["soup"]] == ["shipped hsa weights"] * 2
+    doc = json.loads(export("hsa", {"structure": "hsa", "mfe": tmp_path / "soup.pt", "classifier": "hsa"},
+                            out_dir=_copy_shipped(tmp_path / "w")).read_text())
+    meta = doc["stages"]["mfe"]["meta"]
+    assert meta["training_runs"][: len(shipped_runs)] == shipped_runs
+    assert meta["steps"] == sum(r["steps"] for r in shipped_runs) + 2 * 2
+
+
 def test_weighted_soup_keeps_half_of_the_shipped_weights(tiny, tmp_path):
     """``weights=[2, 1, 1]``: half the shipped soup, a quarter of each fine-tune; the record says so."""
     from mire2e_viz.train import export, load_state, soup
@@ -679,6 +717,31 @@ def test_animal_hairpins_never_touch_the_validation_split():
     assert set(ws.kind) == {"hairpin", "hairpin_ctx", "shuffled", "hairpin_rc", "hairpin_rc_ctx"}
     assert ((ws.label == 1) == np.isin(ws.kind, ["hairpin", "hairpin_ctx"])).all()
     assert set(ws.species[ws.label == 1]) == set(species) and set(ws.species[ws.label == 0]) == {""}
+
+
+def test_mfe_extra_windows_are_fresh_and_training_only():
+    from mire2e_viz.encoding import reverse_complement
+
+    ws = td.mfe_extra_table(0)
+    assert (ws.split == "train").all() and len(ws) > 100_000
+    assert set(ws.kind) == {"hairpin_ctx", "shuffled", "hairpin_rc_ctx", "coding_ctx", "genomic"}
+    assert all(n.rsplit("_", 1)[-1].startswith("mx") or n.startswith("genomic_mx_") for n in ws.name)
+    # fresh windows: most differ from the base table's (a hairpin of exactly 100 nt repeats by design)
+    base, _ = td.load_windows(0)
+    assert len(set(ws.seqs) & set(base.seqs)) < 0.02 * len(ws)
+    # every hairpin window comes from a training hairpin of the four species or a guarded other-species one,
+    # no CODING window from a validation record, no background from the chr21 validation block (either strand)
+    split = td.make_split(0)
+    names4, _, _ = td.load_hairpins()
+    allowed = {n for n, sl in zip(names4, split["split"], strict=True) if sl == "train"} | set(td.animal_hairpins(0)[0])
+    hp = np.isin(ws.kind, ["hairpin_ctx", "hairpin_rc_ctx", "shuffled"])
+    assert {n.rsplit("_mx", 1)[0] for n in ws.name[hp]} <= allowed
+    coding_val = set(base.name[(base.kind == "coding") & (base.split == "val")])
+    assert not {n.rsplit("_mx", 1)[0] for n, k in zip(ws.name, ws.kind, strict=True) if k == "coding_ctx"} & coding_val
+    chr21 = td.read_genome(td.data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    val_block = chr21[slice(*td.CHR21_VAL)]
+    probe = [w for w, k in zip(ws.seqs, ws.kind, strict=True) if k == "genomic"][:200]
+    assert not any(w in val_block or reverse_complement(w) in val_block for w in probe)
 
 
 def test_benchmark_disjoint_drops_other_species_orthologs():
