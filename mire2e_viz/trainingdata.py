@@ -83,6 +83,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHR21_TRAIN = (0, 700_000)
 CHR21_VAL = (700_000, 800_000)
 CHR21_FP = (800_000, 1_000_000)
+#: share of the 8 miRNA-free regions (concatenated) used for training; the rest is validation
+REGIONS_TRAIN_FRACTION = 0.85
 
 #: families held out of training because the localization benchmark uses them
 CHR19_FAMILIES = ("mir-23", "mir-27", "mir-24")
@@ -644,6 +646,22 @@ def make_split(seed: int = 0, val_fraction: float = 0.12) -> dict:
     }
 
 
+def split_backgrounds() -> tuple[dict[str, str], dict[str, str]]:
+    """Genomic background per split: the chr21 blocks and the 8 regions' parts, keyed ``train`` / ``val``.
+
+    Returns
+    -------
+    chr21, regions
+        ``{"train": ..., "val": ...}`` each: chr21 ``CHR21_TRAIN`` / ``CHR21_VAL``,
+        and the 8 regions (concatenated) cut at :data:`REGIONS_TRAIN_FRACTION`.
+    """
+    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
+    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
+    cut = int(len(regions) * REGIONS_TRAIN_FRACTION)
+    return ({"train": chr21[slice(*CHR21_TRAIN)], "val": chr21[slice(*CHR21_VAL)]},
+            {"train": regions[:cut], "val": regions[cut:]})
+
+
 def build_windows(seed: int = 0, val_fraction: float = 0.12, n_genomic: int = 8000, neg_val_fraction: float = 0.1) -> WindowSet:
     """Assemble the full window table (train and validation), seeded.
 
@@ -653,11 +671,7 @@ def build_windows(seed: int = 0, val_fraction: float = 0.12, n_genomic: int = 80
     split = make_split(seed, val_fraction)
     (cache_dir() / f"split_seed{seed}.json").write_text(json.dumps(split))
     names, seqs, species = load_hairpins()
-    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
-    bg = {"train": chr21[slice(*CHR21_TRAIN)], "val": chr21[slice(*CHR21_VAL)]}
-    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
-    cut = int(len(regions) * 0.85)
-    regions_split = {"train": regions[:cut], "val": regions[cut:]}
+    bg, regions_split = split_backgrounds()
 
     rows: list[tuple[str, int, str, str, str, str]] = []
 
@@ -756,10 +770,8 @@ def classifier_extra_table(seed: int = 0, n_ctx: int = 2, n_genomic: int = 8000)
     rng = np.random.default_rng(seed + 1000)
     split = make_split(seed)
     names, seqs, species = load_hairpins()
-    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
-    bg = chr21[slice(*CHR21_TRAIN)]
-    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
-    regions = regions[: int(len(regions) * 0.85)]
+    chr21, regions = split_backgrounds()
+    bg, regions = chr21["train"], regions["train"]
     rows = []
     for n, s, sp, sl in zip(names, seqs, species, split["split"], strict=True):
         if sp == "hsa" and sl == "train":
@@ -799,10 +811,8 @@ def mfe_extra_table(seed: int = 0, n_ctx: int = 2, n_genomic: int = 16000) -> Wi
     hp = [(n, s, sp) for n, s, sp, sl in zip(names, seqs, species, split["split"], strict=True) if sl == "train"]
     an, aseqs, asp, _ = animal_hairpins(seed)
     hp += list(zip(an, aseqs, asp, strict=True))
-    chr21 = read_genome(data_dir() / "genomic" / "hg38_chr21_background_1Mb.fa")
-    bg = chr21[slice(*CHR21_TRAIN)]
-    regions = read_genome(data_dir() / "genomic" / "human_genomic_segments_8regions.fa")
-    regions = regions[: int(len(regions) * 0.85)]
+    chr21, regions = split_backgrounds()
+    bg, regions = chr21["train"], regions["train"]
     rows = []
     for n, s, sp in hp:
         if not set(s) <= set("ACGU"):

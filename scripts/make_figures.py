@@ -117,14 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     from mire2e_viz import trainingdata as td
 
     rng = np.random.default_rng(0)
-    split = td.make_split(0)
+    ws = td.build_windows(0)  # the seeded split of hairpins and negatives, without folding
+    val = ws.split == "val"
+    val_names = set(ws.name[val & (ws.kind == "hairpin") & (ws.species == "hsa")])
     hp = read_fasta(data / "mirbase" / "hairpin_v22_hsa.fa")
-    val_names = {n for n, sp, sl in zip(split["names"], split["species"], split["split"], strict=True)
-                 if sp == "hsa" and sl == "val"}
     pos = [s for n, s in hp.items() if n.split()[0] in val_names and len(s) <= 100]
-    ws = td.build_windows(0)
-    neg = sorted({s for s, k, sl in zip(ws.seqs, ws.kind, ws.split, strict=True)
-                  if k == "coding" and sl == "val" and len(s) <= 100})
+    neg = sorted({s for s, k, v in zip(ws.seqs, ws.kind, val, strict=True) if k == "coding" and v and len(s) <= 100})
     n = min(len(pos), len(neg), 300)
     seqs = list(rng.choice(pos, n, replace=False)) + list(rng.choice(neg, n, replace=False))
     pred = cascade.run(seqs).mfe
